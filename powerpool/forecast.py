@@ -1,0 +1,107 @@
+"""Demand over the wake horizon: pure functions of recent history and the time.
+
+A slow state is only safe to use if the pool can see demand coming for as long as that
+state takes to wake. Three cheap signals cover what a controller can know without a
+model: the recent peak (a burst that just happened may come back within the horizon),
+the recent trend (a ramp keeps ramping), and the operator's schedule windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from powerpool.model import Pool, Window
+
+
+def peak_since(history: Sequence[tuple[float, float]], since: float) -> float:
+    """Largest value at or after `since` (history is (t, value), oldest first)."""
+    best = 0.0
+    for t, v in reversed(history):
+        if t < since:
+            break
+        if v > best:
+            best = v
+    return best
+
+
+def trend_per_s(history: Sequence[tuple[float, float]], since: float) -> float:
+    """Least-squares slope of the samples at or after `since`, in value per second."""
+    n = 0
+    st = sv = stt = stv = 0.0
+    for t, v in reversed(history):
+        if t < since:
+            break
+        n += 1
+        st += t
+        sv += v
+        stt += t * t
+        stv += t * v
+    if n < 3:
+        return 0.0
+    den = n * stt - st * st
+    if den <= 0.0:
+        return 0.0
+    return (n * stv - st * sv) / den
+
+
+def forecast(
+    history: Sequence[tuple[float, float]],
+    now: float,
+    current: float,
+    horizons: Sequence[float],
+    trend_window_s: float,
+) -> list[float]:
+    """Demand to provision for at each horizon (seconds ahead, ascending).
+
+    F(h) = max(current, peak over the last h seconds, current + rising trend x h), so it
+    never decreases with h: a host that takes h to wake is provisioned for the worst of
+    what recent history says the next h seconds may bring.
+    """
+    slope = max(0.0, trend_per_s(history, now - trend_window_s))
+    out: list[float] = []
+    best = current
+    i = len(history)
+    for h in horizons:  # ascending, so the peak-hold window only ever widens
+        while i > 0 and history[i - 1][0] >= now - h:
+            i -= 1
+            if history[i][1] > best:
+                best = history[i][1]
+        out.append(max(best, current + slope * h))
+    return out
+
+
+def _in_window(w: Window, local: datetime) -> bool:
+    minute = local.hour * 60 + local.minute
+    if w.start_min < w.end_min:
+        return local.weekday() in w.days and w.start_min <= minute < w.end_min
+    # Crosses midnight: the part after midnight belongs to the previous day's window.
+    if minute >= w.start_min:
+        return local.weekday() in w.days
+    return minute < w.end_min and (local.weekday() - 1) % 7 in w.days
+
+
+def window_floor(pool: Pool, now: datetime, horizon_s: float) -> int:
+    """Most warm hosts any schedule window asks for between now and now + horizon.
+
+    Windows are checked at their start times as well as at both ends, so a window that
+    opens within the horizon is seen early enough to wake slow hosts for it.
+    """
+    if not pool.windows:
+        return 0
+    local = now.astimezone(pool.tz)
+    end = local + timedelta(seconds=horizon_s)
+    best = 0
+    for w in pool.windows:
+        if w.min_warm <= best:
+            continue
+        probes = [local, end]
+        day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day <= end:
+            start = day + timedelta(minutes=w.start_min)
+            if local <= start <= end:
+                probes.append(start)
+            day += timedelta(days=1)
+        if any(_in_window(w, p) for p in probes):
+            best = w.min_warm
+    return best

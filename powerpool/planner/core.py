@@ -1,0 +1,543 @@
+"""The planner: (pool, snapshot) -> Plan. Pure: no I/O, no clock, no randomness.
+
+One pass has two phases over the same numbers:
+
+1. Wake: count what will be ready within each point h (in-flight wakes count as warm
+   until overdue) and, where the ladder is short, wake the spares that become ready
+   soonest. Wakes are never frozen by stale load or the breaker.
+2. Park: count pessimistically (in-flight wakes count only once verified, a host
+   planned to sleep counts as ready only after entering *and* waking) and move spares
+   down, each as deep as its idle time has earned (break-even, ski rental) and as deep
+   as every tier still allows. Sleeps need fresh load and hysteresis for the idle
+   window, obey rate and per-PDU limits, and keep failure domains replaceable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from powerpool.forecast import forecast, peak_since
+from powerpool.model import (
+    DIRECT_TRANSITIONS,
+    Action,
+    Health,
+    HoldKind,
+    Host,
+    HostObservation,
+    Plan,
+    Pool,
+    PowerState,
+    Snapshot,
+    TierStatus,
+    Veto,
+    fmt_duration,
+)
+from powerpool.planner.ladder import (
+    EPS,
+    PoolTable,
+    ProfileTable,
+    availability,
+    needed,
+    requirements,
+    table,
+)
+
+INF = math.inf
+A, F = PowerState.ACTIVE, PowerState.FREQ_SCALED
+
+
+@dataclass(slots=True)
+class _View:
+    """One host as the planner sees it during this pass (mutable scratch)."""
+
+    host: Host
+    obs: HostObservation
+    tab: ProfileTable
+    cap: float
+    ready_now: float  # pessimistic: what it is worth right now
+    ready_goal: float  # what it will be worth once in-flight transitions land
+    blocked: str = ""  # rule that keeps automation off it, "" when free
+    why: str = ""
+    pdus: tuple[str, ...] = ()
+
+    @property
+    def state(self) -> PowerState:
+        return self.obs.state
+
+
+@dataclass(slots=True)
+class _Budget:
+    """Rate limits and per-PDU concurrency, shared by both phases."""
+
+    wakes: int
+    sleeps: int
+    pdu_free: dict[str, int]
+
+    def refuse(self, v: _View, waking: bool) -> tuple[str, str] | None:
+        left = self.wakes if waking else self.sleeps
+        if left <= 0:
+            kind = "wakes" if waking else "sleeps"
+            return "rate-limit", f"{kind} per minute already used up"
+        for pdu in v.pdus:
+            if self.pdu_free.get(pdu, 1) <= 0:
+                return "pdu-concurrency", f"PDU {pdu} already has its maximum operations"
+        return None
+
+    def take(self, v: _View, waking: bool) -> None:
+        if waking:
+            self.wakes -= 1
+        else:
+            self.sleeps -= 1
+        for pdu in v.pdus:
+            if pdu in self.pdu_free:
+                self.pdu_free[pdu] -= 1
+
+
+@dataclass(slots=True)
+class _Pass:
+    pool: Pool
+    snap: Snapshot
+    tab: PoolTable
+    views: list[_View]
+    budget: _Budget
+    actions: list[Action] = field(default_factory=list)
+    vetoes: list[Veto] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def veto(self, v: _View, dst: PowerState, rule: str, reason: str) -> None:
+        self.vetoes.append(Veto(v.host.name, v.state, dst, rule, reason))
+
+
+def _light(src: PowerState, dst: PowerState) -> bool:
+    """active <-> freq_scaled: instant, no inrush, not rate limited."""
+    return src.warm and dst.warm
+
+
+def _age(now: datetime, then: datetime) -> float:
+    return (now - then).total_seconds()
+
+
+def _view(pool: Pool, tab: PoolTable, host: Host, obs: HostObservation, now: datetime) -> _View:
+    pt = tab.profiles[host.profile]
+    v = _View(host, obs, pt, pt.profile.capacity, INF, INF)
+    v.pdus = tuple(sorted({o.pdu for o in host.outlets}))
+    hold = obs.hold
+    if hold is not None and hold.until is not None and hold.until <= now:
+        hold = None  # expired holds are simply gone
+    if host.excluded or (hold is not None and hold.kind is HoldKind.EXCLUDED):
+        v.blocked, v.why = "excluded", "excluded from automation"
+        return v  # counts for nothing
+    if obs.health is not Health.OK:
+        v.blocked, v.why = "health", f"health is {obs.health.value}"
+        return v
+    ready = pt.ready.get(obs.state)
+    if ready is None:  # a state this pool does not use (e.g. set by hand): count it honestly
+        ready = pt.profile.ready_s.get(obs.state, INF) if not obs.state.warm else 0.0
+    tr = obs.transition
+    if tr is not None:
+        v.blocked, v.why = "in-transition", f"already moving to {tr.to.value}"
+        elapsed = _age(now, tr.started)
+        if tr.to.warm:
+            deadline = ready + pool.wake_margin_s
+            if elapsed > deadline:
+                v.why = f"wake overdue ({elapsed:.0f}s > {deadline:.0f}s): counts for nothing"
+                return v
+            v.ready_goal = 0.0
+            v.ready_now = max(EPS * 10, ready - elapsed)  # never warm until verified
+        else:
+            left = max(0.0, pt.profile.enter_s.get(tr.to, 0.0) - elapsed)
+            v.ready_now = v.ready_goal = left + pt.profile.ready_s.get(tr.to, INF)
+    else:
+        v.ready_now = v.ready_goal = ready
+    if hold is not None:
+        v.blocked, v.why = "hold", f"held {hold.kind.value}: {hold.reason}"
+        if hold.kind is HoldKind.ASLEEP:  # automation may not wake it: worth nothing
+            v.ready_now = v.ready_goal = INF
+    return v
+
+
+def _demand(pool: Pool, snap: Snapshot) -> tuple[bool, float, list[tuple[float, float]]]:
+    """(stale, demand now, history as (seconds relative to now, demand))."""
+    scale = 1.0 / pool.capacity_per_host
+    hist = [(_age(t, snap.now), v * scale) for t, v in snap.history if t <= snap.now]
+    stale = (
+        snap.load is None
+        or snap.load_observed_at is None
+        or _age(snap.now, snap.load_observed_at) > pool.load_max_age_s
+    )
+    last = hist[-1][1] if hist else 0.0
+    current = snap.load * scale if snap.load is not None else last
+    if stale:  # fail safe for wakes: assume the worst we have recently seen
+        current = max([current, *(d for _, d in hist)])
+    return stale, current, hist
+
+
+def _breaker(pool: Pool, snap: Snapshot) -> int:
+    """Failures inside the breaker window: failed transitions plus unreachable hosts."""
+    since = snap.now - timedelta(seconds=pool.breaker_window_s)
+    failed = sum(1 for r in snap.recent if r.failed and r.at >= since)
+    unreachable = sum(1 for o in snap.hosts if o.health is Health.UNKNOWN)
+    return failed + unreachable
+
+
+def plan(pool: Pool, snap: Snapshot) -> Plan:
+    """Decide which hosts to wake and which to move down, with reasons and vetoes."""
+    tab = table(pool)
+    now = snap.now
+    by_name = {o.name: o for o in snap.hosts}
+    views = [_view(pool, tab, h, by_name[h.name], now) for h in pool.hosts if h.name in by_name]
+    missing = [h.name for h in pool.hosts if h.name not in by_name]
+
+    minute_ago = now - timedelta(seconds=60)
+    recent = [r for r in snap.recent if r.at > minute_ago]
+    pdu_busy: dict[str, int] = defaultdict(int)
+    for v in views:
+        tr = v.obs.transition
+        if tr is not None and not _light(v.state, tr.to):
+            for pdu in v.pdus:
+                pdu_busy[pdu] += 1
+    all_pdus = {p for v in views for p in v.pdus}
+    budget = _Budget(
+        wakes=pool.wakes_per_minute - sum(1 for r in recent if r.kind == "wake"),
+        sleeps=pool.sleeps_per_minute - sum(1 for r in recent if r.kind == "sleep"),
+        pdu_free={p: pool.max_ops_per_pdu - pdu_busy[p] for p in all_pdus},
+    )
+    p = _Pass(pool, snap, tab, views, budget)
+    if missing:
+        p.notes.append(f"no observation for {len(missing)} host(s): {', '.join(missing[:5])}")
+
+    stale, current, hist = _demand(pool, snap)
+    fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s)
+    failures = _breaker(pool, snap)
+    tripped = failures >= pool.breaker_failures
+    req_wake = requirements(pool, tab, fc, now, safe=tripped)
+    idle_peak = peak_since(hist, -pool.idle_before_sleep_s)
+    req_park = requirements(pool, tab, [max(f, idle_peak) for f in fc], now, safe=tripped)
+    if stale:
+        p.notes.append("load is stale or missing: every sleep is frozen, wakes still allowed")
+    if tripped:
+        p.notes.append(
+            f"breaker: {failures} failure(s) within {fmt_duration(pool.breaker_window_s)}: "
+            "sleeps stopped, waking to the whole ladder"
+        )
+
+    _wake(p, req_wake, needed(pool, fc[0]))
+    frozen = ("stale-load", "load data is stale") if stale else None
+    if tripped:
+        frozen = ("breaker", f"{failures} failures within the breaker window")
+    _park(p, req_park, needed(pool, max(fc[0], idle_peak)), hist, frozen)
+
+    planned = {a.host: a for a in p.actions}
+    have = availability(tab, [(_after(v, planned.get(v.host.name)), v.cap) for v in views])
+    tiers = [TierStatus("warm", 0.0, req_wake[0], have[0])]
+    for t in pool.tiers:
+        i = tab.index_of(t.within_s)
+        tiers.append(TierStatus(t.label, t.within_s, req_wake[i], have[i]))
+    for ts in tiers:
+        if ts.short:
+            p.notes.append(f"reserve short: {ts.name} has {ts.available:g} of {ts.required:g}")
+    return Plan(
+        actions=tuple(p.actions),
+        vetoes=tuple(p.vetoes),
+        demand=current,
+        forecast=fc[-1],
+        needed=needed(pool, fc[0]),
+        tiers=tuple(tiers),
+        notes=tuple(p.notes),
+    )
+
+
+def _after(v: _View, action: Action | None) -> float:
+    """Pessimistic worth of a host once this plan is applied (wakes not yet verified)."""
+    if action is None or (action.dst.warm and not action.src.warm):
+        return v.ready_now
+    return v.tab.parked_ready[action.dst]
+
+
+# -- wake ---------------------------------------------------------------------------
+
+
+def _wake(p: _Pass, req: list[int], serving: int) -> None:
+    tab, views = p.tab, p.views
+    have = availability(tab, [(v.ready_goal, v.cap) for v in views])
+
+    # Serving hosts should run at full speed: un-scale the cheapest spares first.
+    active = sum(
+        v.cap
+        for v in views
+        if v.ready_goal == 0.0 and (v.state is A or (v.obs.transition and v.obs.transition.to is A))
+    )
+    scaled = sorted((v for v in views if v.state is F and not v.blocked), key=lambda v: v.tab.efficiency)
+    for v in scaled:
+        if active >= serving - EPS:
+            break
+        p.actions.append(Action(v.host.name, F, A, f"needed to serve: {active:g} of {serving}"))
+        active += v.cap
+
+    candidates = sorted(
+        (v for v in views if not v.blocked and not v.state.warm and v.ready_goal < INF),
+        key=lambda v: (v.ready_goal, v.tab.efficiency, v.obs.wakes, v.host.name),
+    )
+    blocked = [v for v in views if v.blocked and not v.state.warm]
+    k = 0
+    for i, h in enumerate(tab.points):
+        while have[i] < req[i] - EPS:
+            while k < len(candidates) and candidates[k].ready_goal <= h + EPS:
+                k += 1  # already counted at h: waking it cannot help here
+            if k == len(candidates):
+                for v in blocked:
+                    p.veto(v, A, v.blocked, f"would be woken ({_short(req[i], have[i], h)}): {v.why}")
+                blocked = []
+                break
+            v = candidates[k]
+            k += 1
+            refused = p.budget.refuse(v, waking=True)
+            if refused:
+                p.veto(v, A, *refused)
+                continue
+            p.budget.take(v, waking=True)
+            reason = _short(req[i], have[i], h) + f"; ready in {fmt_duration(v.ready_goal)}"
+            p.actions.append(Action(v.host.name, v.state, A, reason))
+            for j in range(i, tab.index_of(v.ready_goal)):
+                have[j] += v.cap
+            v.ready_goal = 0.0
+
+
+def _short(required: float, have: float, h: float) -> str:
+    where = "warm" if h == 0 else f"ready within {fmt_duration(h)}"
+    return f"{where}: {have:g} of {required:g} required"
+
+
+# -- park ---------------------------------------------------------------------------
+
+
+def _park(
+    p: _Pass,
+    req: list[int],
+    serving: int,
+    hist: list[tuple[float, float]],
+    frozen: tuple[str, str] | None,
+) -> None:
+    pool, tab, now = p.pool, p.tab, p.snap.now
+    have = availability(tab, [(v.ready_now, v.cap) for v in p.views])
+    woken = {a.host for a in p.actions}
+    domains = _DomainGuard(p, serving)
+
+    # Warm hosts in the order they keep serving: most efficient first.
+    warm = sorted(
+        (v for v in p.views if v.ready_now == 0.0),
+        key=lambda v: (v.host.name not in woken, v.tab.efficiency, -v.obs.wakes, v.host.name),
+    )
+    kept = 0.0
+    spares: list[_View] = []
+    for v in warm:
+        if kept < serving - EPS:
+            kept += v.cap
+        else:
+            spares.append(v)
+    spares = _interleave_domains(list(reversed(spares)))
+
+    parked = sorted(
+        (v for v in p.views if not v.state.warm and v.obs.transition is None),
+        key=lambda v: (-v.state.depth, v.host.name),
+    )
+    idle_for = _idle_by_rank(pool, hist, len(warm), serving)
+
+    for v in parked:
+        if v.blocked or v.host.name in woken:
+            continue
+        age = _age(now, v.obs.since)
+        dwell = pool.min_dwell_s.get(v.state, 0.0)
+        evidence = age + v.tab.break_even.get(v.state, 0.0)
+        targets = [
+            s
+            for s in v.tab.park_targets
+            if s.depth > v.state.depth
+            and s in DIRECT_TRANSITIONS[v.state]
+            and v.tab.break_even[s] <= evidence
+        ]
+        if targets and age < dwell:
+            p.veto(v, targets[0], "min-dwell", f"in {v.state.value} {_d(age)} of {_d(dwell)}")
+            continue
+        _try(p, v, targets, have, req, domains, frozen, f"idle {_d(evidence)}")
+
+    for rank, v in enumerate(spares, start=1):
+        if v.host.name in woken:
+            continue
+        up = _age(now, v.obs.since)
+        idle = idle_for(rank) if hist else up  # no history: assume steady since it got here
+        targets = [s for s in v.tab.park_targets if v.tab.break_even[s] <= idle]
+        note = f"spare for {_d(idle)}"
+        if v.blocked:
+            if targets:
+                p.veto(v, targets[0], v.blocked, v.why)
+            continue
+        if targets and idle < pool.idle_before_sleep_s:
+            p.veto(v, targets[0], "idle-before-sleep", f"{note} of {_d(pool.idle_before_sleep_s)}")
+            targets = []
+        elif targets and v.state is A and up < pool.min_uptime_s:
+            p.veto(v, targets[0], "min-uptime", f"up {_d(up)} of {_d(pool.min_uptime_s)}")
+            targets = []
+        if v.state is A and F in v.tab.ready:
+            targets.append(F)  # a spare that may not sleep yet can still slow down
+        _try(p, v, targets, have, req, domains, frozen, note)
+
+
+def _try(
+    p: _Pass,
+    v: _View,
+    targets: list[PowerState],
+    have: list[float],
+    req: list[int],
+    domains: _DomainGuard,
+    frozen: tuple[str, str] | None,
+    why: str,
+) -> None:
+    """Move `v` to the deepest target every rule allows; veto the deepest refused one."""
+    if not targets or targets[0] == v.state:
+        return
+    if frozen is not None:
+        p.veto(v, targets[0], *frozen)
+        return
+    first_refusal: tuple[PowerState, str, str] | None = None
+    lo = p.tab.index_of(v.ready_now)
+    heavy_ok = True  # cleared once the rate/PDU budget refuses: only light moves remain
+    for dst in targets:
+        if dst == v.state:
+            break
+        light = _light(v.state, dst)
+        if not heavy_ok and not light:
+            continue
+        hi = p.tab.index_of(v.tab.parked_ready[dst])
+        short = next((i for i in range(lo, hi) if have[i] - v.cap < req[i] - EPS), None)
+        if short is not None:
+            first_refusal = first_refusal or (dst, "reserve", _tier_name(p, short))
+            continue
+        if dst.depth > v.state.depth and not domains.allows(v, dst):
+            first_refusal = first_refusal or (dst, "failure-domain", domains.why)
+            continue
+        if not light:
+            refused = p.budget.refuse(v, waking=False)
+            if refused:
+                first_refusal = first_refusal or (dst, *refused)
+                heavy_ok = False
+                continue
+            p.budget.take(v, waking=False)
+        for i in range(lo, hi):
+            have[i] -= v.cap
+        domains.moved(v, dst)
+        p.actions.append(Action(v.host.name, v.state, dst, f"{why}; {_worth(p, dst, v)}"))
+        v.ready_now = v.tab.parked_ready[dst]
+        break
+    if first_refusal is not None:
+        p.veto(v, *first_refusal)
+
+
+def _tier_name(p: _Pass, i: int) -> str:
+    h = p.tab.points[i]
+    if h == 0:
+        return "would break the warm floor (needed + warm tier)"
+    return f"would leave too little ready within {fmt_duration(h)}"
+
+
+def _worth(p: _Pass, dst: PowerState, v: _View) -> str:
+    if dst.warm:
+        return "stays warm"
+    return f"break-even {_d(v.tab.break_even[dst])}, ready again in {_d(v.tab.ready[dst])}"
+
+
+def _d(seconds: float) -> str:
+    if seconds == INF:
+        return "ever"
+    if seconds >= 120:
+        return fmt_duration(round(seconds / 60) * 60)
+    return f"{seconds:.0f}s"
+
+
+def _idle_by_rank(pool: Pool, hist: list[tuple[float, float]], warm_now: int, serving: int) -> _IdleLookup:
+    """How long the k-th spare has been unnecessary, from the demand history.
+
+    Spare k stays spare while needed(d) + warm tier <= warm_now - k. Walking the history
+    from newest to oldest, the running maximum of that level tells, for every k at once,
+    the last time it was needed.
+    """
+    last_needed: dict[int, float] = {}
+    level = -1
+    for t, d in reversed(hist):
+        lvl = needed(pool, d) + pool.warm
+        if lvl > level:
+            for x in range(max(level, 0), lvl):
+                last_needed.setdefault(x, -t)  # spare at level x was needed -t seconds ago
+            level = lvl
+    span = -hist[0][0] if hist else INF
+    return _IdleLookup(last_needed, warm_now, span)
+
+
+@dataclass(slots=True)
+class _IdleLookup:
+    last_needed: dict[int, float]
+    warm_now: int
+    span: float
+
+    def __call__(self, rank: int) -> float:
+        level = self.warm_now - rank  # spare `rank` is surplus while the pool needs <= level
+        return self.last_needed.get(level, self.span)
+
+
+def _interleave_domains(spares: list[_View]) -> list[_View]:
+    """Park round-robin across failure domains so the warm hosts that stay are spread."""
+    groups: dict[str, list[_View]] = defaultdict(list)
+    for v in spares:
+        groups[v.host.domains[0] if v.host.domains else ""].append(v)
+    if len(groups) <= 1:
+        return spares
+    order = sorted(groups.values(), key=lambda g: (-len(g), g[0].host.name))
+    out: list[_View] = []
+    for i in range(max(len(g) for g in order)):
+        out.extend(g[i] for g in order if i < len(g))
+    return out
+
+
+class _DomainGuard:
+    """No failure domain may hold more than the rest of the ladder can replace.
+
+    If domain D is lost, the hosts outside D that are ready within the ladder's longest
+    deadline must still carry the demand being served now.
+    """
+
+    def __init__(self, p: _Pass, serving: int) -> None:
+        self.enabled = p.pool.spread_domains
+        self.serving = serving
+        self.horizon = max((t.within_s for t in p.pool.tiers), default=0.0)
+        self.total = 0.0
+        self.by_domain: dict[str, float] = defaultdict(float)
+        self.why = ""
+        for v in p.views:
+            if v.ready_now <= self.horizon + EPS:
+                self.total += v.cap
+                for d in v.host.domains:
+                    self.by_domain[d] += v.cap
+        if len(self.by_domain) < 2:
+            self.enabled = False
+
+    def _drops(self, v: _View, dst: PowerState) -> bool:
+        return v.ready_now <= self.horizon + EPS < v.tab.parked_ready[dst]
+
+    def allows(self, v: _View, dst: PowerState) -> bool:
+        if not self.enabled or not self._drops(v, dst):
+            return True
+        for d, cap in self.by_domain.items():
+            outside = self.total - v.cap - (cap - v.cap if d in v.host.domains else cap)
+            if outside < self.serving - EPS:
+                self.why = f"losing {d} would leave {outside:g} ready of {self.serving} serving"
+                return False
+        return True
+
+    def moved(self, v: _View, dst: PowerState) -> None:
+        if self.enabled and self._drops(v, dst):
+            self.total -= v.cap
+            for d in v.host.domains:
+                self.by_domain[d] -= v.cap

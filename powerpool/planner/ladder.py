@@ -1,0 +1,118 @@
+"""The reserve ladder as numbers: evaluation points, requirements and availability.
+
+Every rule of the ladder has the same shape: "capacity ready within h seconds must be at
+least R(h)". The planner evaluates it at a few points h (0 for the warm floor, each
+tier's deadline, each state's ready time), so one array per side answers every tier.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from powerpool.forecast import window_floor
+from powerpool.model import LADDER, Pool, PowerState, Profile
+
+EPS = 1e-9
+
+
+def needed(pool: Pool, demand: float) -> int:
+    """Unit hosts that must serve `demand` (in host-capacities) at target utilisation."""
+    return max(pool.min_active, math.ceil(demand / pool.target_utilisation - EPS))
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileTable:
+    """Per-profile constants the planner reads on every host, computed once per pool."""
+
+    profile: Profile
+    ready: dict[PowerState, float]  # resting -> serving; 0 for warm states
+    parked_ready: dict[PowerState, float]  # entering + ready: pessimistic while entering
+    break_even: dict[PowerState, float]
+    efficiency: float  # watts per unit capacity at peak: lower serves cheaper
+    park_targets: tuple[PowerState, ...]  # allowed, supported, non-warm; deepest first
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTable:
+    points: tuple[float, ...]  # ascending, points[0] == 0 (the warm floor)
+    profiles: dict[str, ProfileTable]
+    horizon: float  # the slowest ready time that matters
+
+    def index_of(self, ready: float) -> int:
+        """First point a host with this ready time counts at."""
+        return bisect.bisect_left(self.points, ready - EPS)
+
+
+_TABLES: weakref.WeakKeyDictionary[Pool, PoolTable] = weakref.WeakKeyDictionary()
+
+
+def table(pool: Pool) -> PoolTable:
+    """Static numbers for a pool; cached, since a pool is immutable."""
+    cached = _TABLES.get(pool)
+    if cached is None:
+        cached = _TABLES[pool] = _build(pool)
+    return cached
+
+
+def _build(pool: Pool) -> PoolTable:
+    used = {h.profile for h in pool.hosts}
+    profiles: dict[str, ProfileTable] = {}
+    points = {0.0} | {t.within_s for t in pool.tiers}
+    for name in sorted(used):
+        p = pool.profiles[name]
+        supported = [s for s in LADDER if s in pool.allowed and p.supports(s)]
+        ready = {s: (0.0 if s.warm else p.ready_s[s]) for s in supported}
+        ready[PowerState.ACTIVE] = 0.0
+        parked_ready = {s: 0.0 if s.warm else p.enter_s[s] + r for s, r in ready.items()}
+        targets = tuple(s for s in reversed(supported) if not s.warm)
+        profiles[name] = ProfileTable(
+            profile=p,
+            ready=ready,
+            parked_ready=parked_ready,
+            break_even={s: p.break_even_s(s) for s in supported},
+            efficiency=p.active_peak / p.capacity,
+            park_targets=targets,
+        )
+        points |= {r for s, r in ready.items() if not s.warm}
+    ordered = tuple(sorted(points))
+    return PoolTable(points=ordered, profiles=profiles, horizon=ordered[-1])
+
+
+def requirements(
+    pool: Pool, tab: PoolTable, forecast: Sequence[float], now: datetime, safe: bool
+) -> list[int]:
+    """R(h) at each point: needed for the demand forecast over h, plus the warm tier,
+    plus every tier due within h, and at least any schedule window's floor.
+
+    With `safe` (the breaker), the whole ladder must be warm.
+    """
+    out: list[int] = []
+    running = 0
+    for h, demand in zip(tab.points, forecast, strict=True):
+        n = needed(pool, demand)
+        r = n + pool.warm + sum(t.extra(n) for t in pool.tiers if t.within_s <= h)
+        r = max(r, window_floor(pool, now, h))
+        running = max(running, r)
+        out.append(running)
+    if safe:
+        out = [max(r, out[-1]) for r in out]
+    return out
+
+
+def availability(tab: PoolTable, entries: Sequence[tuple[float, float]]) -> list[float]:
+    """Capacity ready within each point, from (ready_s, capacity) pairs."""
+    diff = [0.0] * (len(tab.points) + 1)
+    for ready, cap in entries:
+        if ready != math.inf:
+            diff[tab.index_of(ready)] += cap
+    out: list[float] = []
+    run = 0.0
+    for d in diff[:-1]:
+        run += d
+        out.append(run)
+    return out
