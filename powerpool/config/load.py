@@ -149,14 +149,37 @@ def to_profile(spec: ServerProfileFile, source: str = "") -> Profile:
     )
 
 
-def load_profiles(paths: list[Path], problems: list[Problem]) -> dict[str, Profile]:
+def _complete(spec: ServerProfileFile, file: str, problems: list[Problem]) -> bool:
+    """Every supported state needs both latencies, and only supported states may have them."""
+    ok = True
+    for s in LADDER[1:]:
+        supported = getattr(spec.power, s.value) is not None
+        for table in ("ready_s", "enter_s"):
+            has = getattr(getattr(spec, table), s.value) is not None
+            if supported != has:
+                ok = False
+                why = (
+                    f"required, because power.{s.value} is given"
+                    if supported
+                    else f"given, but power.{s.value} is not (the model does not support it)"
+                )
+                problems.append(Problem(file, f"{table}.{s.value}", NO_VALUE, why))
+    return ok
+
+
+def load_profiles(
+    paths: list[Path], problems: list[Problem], broken: set[str] | None = None
+) -> dict[str, Profile]:
+    """Profiles by name; names of profiles whose files are invalid go into `broken`."""
     profiles: dict[str, Profile] = {}
     for path in sorted(paths):
         data = read_toml(path, problems)
         if data is None:
             continue
         spec = validate(ServerProfileFile, data, show_path(path), problems)
-        if spec is None:
+        if spec is None or not _complete(spec, show_path(path), problems):
+            if broken is not None and isinstance(data.get("name"), str):
+                broken.add(data["name"])
             continue
         if spec.name in profiles:
             other = profiles[spec.name].source
@@ -202,7 +225,12 @@ def _channels(spec: PolicyFile, host: HostSpec) -> dict[str, tuple[str, ...]]:
     return order
 
 
-def load_policy(path: Path, profiles: dict[str, Profile], problems: list[Problem]) -> PolicyBundle | None:
+def load_policy(
+    path: Path,
+    profiles: dict[str, Profile],
+    problems: list[Problem],
+    broken: frozenset[str] = frozenset(),
+) -> PolicyBundle | None:
     file = show_path(path)
     data = read_toml(path, problems)
     if data is None:
@@ -216,6 +244,9 @@ def load_policy(path: Path, profiles: dict[str, Profile], problems: list[Problem
     allowed = frozenset(spec.states.allowed)
     for hspec, hfile, key in _hosts(spec, path, problems):
         prof = profiles.get(hspec.profile)
+        if prof is None and hspec.profile in broken:
+            problems.append(Problem(hfile, "", NO_VALUE, ""))  # reported with the profile
+            continue
         if prof is None:
             known = ", ".join(sorted(profiles)) or "none found"
             problems.append(
@@ -407,10 +438,11 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 def load_all(policy_paths: list[Path], hardware_paths: list[Path]) -> Loaded:
     """Load and cross-check; raise ConfigError with every problem found."""
     problems: list[Problem] = []
-    profiles = load_profiles(hardware_paths, problems)
+    broken: set[str] = set()
+    profiles = load_profiles(hardware_paths, problems, broken)
     policies: dict[str, PolicyBundle] = {}
     for path in sorted(policy_paths):
-        bundle = load_policy(path, profiles, problems)
+        bundle = load_policy(path, profiles, problems, frozenset(broken))
         if bundle is None:
             continue
         if bundle.pool.name in policies:
@@ -421,6 +453,7 @@ def load_all(policy_paths: list[Path], hardware_paths: list[Path]) -> Loaded:
             continue
         policies[bundle.pool.name] = bundle
     _check_unique(list(policies.values()), problems)
+    problems = [p for p in problems if p.expected]  # drop the silent markers of a cascade
     if problems:
         raise ConfigError(problems)
     return Loaded(profiles, policies)
@@ -428,7 +461,7 @@ def load_all(policy_paths: list[Path], hardware_paths: list[Path]) -> Loaded:
 
 def _check_unique(bundles: list[PolicyBundle], problems: list[Problem]) -> None:
     """Names, MACs and outlets belong to one host across every pool."""
-    seen: dict[tuple[str, str], str] = {}
+    seen: dict[tuple[str, str], tuple[str, str, str]] = {}
     for b in bundles:
         for h in b.pool.hosts:
             file, key = b.host_keys[h.name]
@@ -437,7 +470,9 @@ def _check_unique(bundles: list[PolicyBundle], problems: list[Problem]) -> None:
                 pdu = b.spec.pdus[o.pdu]
                 where = f"{pdu.address}:{pdu.port}/{o.outlet}"
                 claims.append(("outlets", where, f"{o.pdu}:{o.outlet}"))
+            me = (b.pool.name, h.name, file)
             for what, identity, label in claims:
-                owner = seen.setdefault((what, identity), f"host {h.name} ({file})")
-                if not owner.startswith(f"host {h.name} ("):
-                    problems.append(Problem(file, f"{key}.{what}", label, f"already claimed by {owner}"))
+                pool, name, where = seen.setdefault((what, identity), me)
+                if (pool, name) != me[:2]:
+                    why = f"already claimed by host {name} ({where})"
+                    problems.append(Problem(file, f"{key}.{what}", label, why))

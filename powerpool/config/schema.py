@@ -86,18 +86,6 @@ class ServerProfileFile(BaseModel):
     enter_s: StateSeconds
     transition_w: StateWatts = StateWatts()
 
-    @model_validator(mode="after")
-    def _complete(self) -> ServerProfileFile:
-        for key in _STATE_KEYS:
-            supported = getattr(self.power, key) is not None
-            for table in ("ready_s", "enter_s"):
-                has = getattr(getattr(self, table), key) is not None
-                if supported and not has:
-                    raise ValueError(f"power.{key} is given, so {table}.{key} is required")
-                if has and not supported:
-                    raise ValueError(f"{table}.{key} is given but power.{key} is not")
-        return self
-
 
 # -- policies/*.toml --------------------------------------------------------------------
 
