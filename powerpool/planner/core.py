@@ -228,7 +228,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     frozen = ("stale-load", "load data is stale") if stale else None
     if tripped:
         frozen = ("breaker", f"{failures} failures within the breaker window")
-    _park(p, req_park, needed(pool, max(fc[0], idle_peak)), hist, frozen)
+    _park(p, req_park, needed(pool, fc[0]), hist, frozen)
 
     planned = {a.host: a for a in p.actions}
     have = availability(tab, [(_after(v, planned.get(v.host.name)), v.cap) for v in views])

@@ -86,17 +86,22 @@ def _build(pool: Pool) -> PoolTable:
 def requirements(
     pool: Pool, tab: PoolTable, forecast: Sequence[float], now: datetime, safe: bool
 ) -> list[int]:
-    """R(h) at each point: needed for the demand forecast over h, plus the warm tier,
-    plus every tier due within h, and at least any schedule window's floor.
+    """R(h) at each point: needed for the demand forecast, plus the warm tier, plus every
+    tier due within h, and at least any schedule window's floor.
 
-    With `safe` (the breaker), the whole ladder must be warm.
+    What is ready within h stays the same until the next point, while forecast demand
+    keeps rising, so point i must already cover the forecast up to point i + 1: the
+    warm hosts carry the pool until the fastest spare could arrive. With `safe` (the
+    breaker), the whole ladder must be warm.
     """
     out: list[int] = []
     running = 0
-    for h, demand in zip(tab.points, forecast, strict=True):
-        n = needed(pool, demand)
+    last = len(tab.points) - 1
+    for i, h in enumerate(tab.points):
+        until = tab.points[min(i + 1, last)]
+        n = needed(pool, forecast[min(i + 1, last)])
         r = n + pool.warm + sum(t.extra(n) for t in pool.tiers if t.within_s <= h)
-        r = max(r, window_floor(pool, now, h))
+        r = max(r, window_floor(pool, now, until))
         running = max(running, r)
         out.append(running)
     if safe:
