@@ -86,7 +86,9 @@ def make_pool(
         outlets = (Outlet(f"pdu{i % pdus}", i // pdus + 1),) if pdus else ()
         rack = [f"rack:r{i % racks}"] if racks else []
         domains = tuple(rack + [f"pdu:{o.pdu}" for o in outlets])
-        hosts.append(Host(f"h{i:02d}", f"127.0.0.{i + 1}", f"02:00:00:00:00:{i:02x}", prof.name, outlets, domains))
+        hosts.append(
+            Host(f"h{i:02d}", f"127.0.0.{i + 1}", f"02:00:00:00:00:{i:02x}", prof.name, outlets, domains)
+        )
     kw: dict[str, Any] = dict(
         name="test",
         hosts=tuple(hosts),

@@ -47,28 +47,102 @@ def test_human_summary_names_each_pool() -> None:
 
 CASES = [
     # (file, old, new, key expected in the message, words expected)
-    ("policies/web.toml", "target_utilisation = 0.7", "target_utilisation = 1.7", "target_utilisation", "1.7"),
+    (
+        "policies/web.toml",
+        "target_utilisation = 0.7",
+        "target_utilisation = 1.7",
+        "target_utilisation",
+        "1.7",
+    ),
     ("policies/web.toml", '"disk_standby", "sleep"', '"disk_standby", "snooze"', "states.allowed", "snooze"),
-    ("policies/web.toml", 'profile = "modern-2s"', 'profile = "no-such-model"', "hosts[0].profile", "unknown hardware profile"),
+    (
+        "policies/web.toml",
+        'profile = "modern-2s"',
+        'profile = "no-such-model"',
+        "hosts[0].profile",
+        "unknown hardware profile",
+    ),
     ("policies/web.toml", '"02:00:00:00:01:02"', '"02:00:00:00:01:01"', "hosts[1].mac", "already claimed"),
-    ("policies/web.toml", 'outlets = ["pdu-a:2"]', 'outlets = ["pdu-a:1"]', "hosts[1].outlets", "already claimed"),
+    (
+        "policies/web.toml",
+        'outlets = ["pdu-a:2"]',
+        'outlets = ["pdu-a:1"]',
+        "hosts[1].outlets",
+        "already claimed",
+    ),
     ("policies/web.toml", "hosts = 2\n", "hosts = 40\n", "reserve", "pool has 12"),
-    ("policies/web.toml", 'auth_key = "env:PDU_A_AUTH_KEY"', 'auth_key = "s3cret-authkey"', "pdus.pdu-a.auth_key", "clear text"),
-    ("policies/web.toml", 'off = ["ssh", "pdu"]', 'off = ["ssh"]', "channels.off", "ssh may only be a graceful first step"),
-    ("policies/web.toml", 'idle_before_sleep = "10m"', 'idle_before_sleep = "ten minutes"', "hysteresis.idle_before_sleep", "duration"),
+    (
+        "policies/web.toml",
+        'auth_key = "env:PDU_A_AUTH_KEY"',
+        'auth_key = "s3cret-authkey"',
+        "pdus.pdu-a.auth_key",
+        "clear text",
+    ),
+    (
+        "policies/web.toml",
+        'off = ["ssh", "pdu"]',
+        'off = ["ssh"]',
+        "channels.off",
+        "ssh may only be a graceful first step",
+    ),
+    (
+        "policies/web.toml",
+        'idle_before_sleep = "10m"',
+        'idle_before_sleep = "ten minutes"',
+        "hysteresis.idle_before_sleep",
+        "duration",
+    ),
     ("policies/web.toml", 'timezone = "Europe/Berlin"', 'timezone = "Mars/Olympus"', "timezone", "time zone"),
     ("policies/web.toml", "min_warm = 6", "min_warm = 60", "schedule[0].min_warm", "more than the pool"),
     ("policies/web.toml", 'days = "mon-fri"', 'days = "someday"', "schedule[0].days", "expected days"),
-    ("policies/web.toml", "[rates]\n", "[rates]\nwakes_per_mnute = 3\n", "rates.wakes_per_mnute", "wakes_per_minute"),
-    ("policies/web.toml", 'profile = "modern-2s"', 'profile = "gpu-4x"', "states.allowed", "gpu-4x, which has no power.sleep"),
-    ("policies/inventory/batch-hosts.toml", 'name = "batch02"', 'name = "web01"', "hosts[0].name", "already claimed by host web01"),
-    ("hardware/servers/modern-2s.toml", "active_peak = 500.0", "active_peak = 100.0", "power", "active_peak must be >= active_idle"),
-    ("hardware/servers/modern-2s.toml", "sleep = 15.0 ", "# sleep = 15.0 ", "ready_s.sleep", "required, because power.sleep is given"),
-    ("hardware/servers/modern-2s.toml", "[power]\n", "[power]\nstandby = 3.0\n", "power.standby", "unknown key"),
+    (
+        "policies/web.toml",
+        "[rates]\n",
+        "[rates]\nwakes_per_mnute = 3\n",
+        "rates.wakes_per_mnute",
+        "wakes_per_minute",
+    ),
+    (
+        "policies/web.toml",
+        'profile = "modern-2s"',
+        'profile = "gpu-4x"',
+        "states.allowed",
+        "gpu-4x, which has no power.sleep",
+    ),
+    (
+        "policies/inventory/batch-hosts.toml",
+        'name = "batch02"',
+        'name = "web01"',
+        "hosts[0].name",
+        "already claimed by host web01",
+    ),
+    (
+        "hardware/servers/modern-2s.toml",
+        "active_peak = 500.0",
+        "active_peak = 100.0",
+        "power",
+        "active_peak must be >= active_idle",
+    ),
+    (
+        "hardware/servers/modern-2s.toml",
+        "sleep = 15.0 ",
+        "# sleep = 15.0 ",
+        "ready_s.sleep",
+        "required, because power.sleep is given",
+    ),
+    (
+        "hardware/servers/modern-2s.toml",
+        "[power]\n",
+        "[power]\nstandby = 3.0\n",
+        "power.standby",
+        "unknown key",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("file", "old", "new", "key", "words"), CASES, ids=[c[3] + ":" + c[4] for c in CASES])
+@pytest.mark.parametrize(
+    ("file", "old", "new", "key", "words"), CASES, ids=[c[3] + ":" + c[4] for c in CASES]
+)
 def test_each_mistake_exits_2_naming_file_and_key(
     repo_copy: Path, file: str, old: str, new: str, key: str, words: str
 ) -> None:
@@ -85,7 +159,11 @@ def test_each_mistake_exits_2_naming_file_and_key(
 
 def test_insecure_snmp_needs_opt_in_and_a_referenced_community(repo_copy: Path) -> None:
     web = repo_copy / "policies/web.toml"
-    edit(web, 'user = "powerpool"\nauth_key = "env:PDU_A_AUTH_KEY"', 'snmp_version = "2c"\nuser = "powerpool"\nauth_key = "env:PDU_A_AUTH_KEY"')
+    edit(
+        web,
+        'user = "powerpool"\nauth_key = "env:PDU_A_AUTH_KEY"',
+        'snmp_version = "2c"\nuser = "powerpool"\nauth_key = "env:PDU_A_AUTH_KEY"',
+    )
     code, output = run_check(repo_copy / "policies", repo_copy / "hardware")
     assert code == 2 and "insecure_snmp = true" in output
     edit(web, 'snmp_version = "2c"', 'snmp_version = "2c"\ninsecure_snmp = true\nwrite_community = "private"')

@@ -28,9 +28,7 @@ def warm_after(p: Plan, snap: Snapshot) -> int:
     """Warm hosts once the plan's sleeps are applied (wakes not yet verified)."""
     m = moves(p)
     return sum(
-        1
-        for o in snap.hosts
-        if o.transition is None and o.state.warm and (o.name not in m or m[o.name].warm)
+        1 for o in snap.hosts if o.transition is None and o.state.warm and (o.name not in m or m[o.name].warm)
     )
 
 

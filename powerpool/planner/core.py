@@ -140,7 +140,9 @@ def _view(pool: Pool, tab: PoolTable, host: Host, obs: HostObservation, now: dat
     if tr is not None:
         v.blocked, v.why = "in-transition", f"already moving to {tr.to.value}"
         elapsed = _age(now, tr.started)
-        if tr.to.warm:
+        if tr.to.warm and obs.state.warm:  # active <-> freq_scaled: warm throughout
+            v.ready_now = v.ready_goal = 0.0
+        elif tr.to.warm:
             deadline = ready + pool.wake_margin_s
             if elapsed > deadline:
                 v.why = f"wake overdue ({elapsed:.0f}s > {deadline:.0f}s): counts for nothing"
