@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class PowerState(StrEnum):
@@ -178,7 +179,7 @@ class Snapshot:
     load: float | None
     load_observed_at: datetime | None
     hosts: tuple[HostObservation, ...]
-    history: tuple[tuple[datetime, float], ...] = ()  # recent (time, load), oldest first
+    history: tuple[tuple[float, float], ...] = ()  # recent (unix seconds, load), oldest first
     recent: tuple[RecentAction, ...] = ()
 
 
@@ -187,8 +188,9 @@ class ActionKind(StrEnum):
     SLEEP = "sleep"
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(NamedTuple):
+    """One move the planner wants now (a NamedTuple: plans are built in hot loops)."""
+
     host: str
     src: PowerState
     dst: PowerState
@@ -199,8 +201,9 @@ class Action:
         return ActionKind.WAKE if self.dst.depth < self.src.depth else ActionKind.SLEEP
 
 
-@dataclass(frozen=True, slots=True)
-class Veto:
+class Veto(NamedTuple):
+    """An action the planner refused, and the rule that refused it."""
+
     host: str
     src: PowerState
     dst: PowerState

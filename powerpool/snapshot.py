@@ -92,7 +92,7 @@ def from_dict(spec: SnapshotFile) -> Snapshot:
         load=load.value if load else None,
         load_observed_at=load.observed_at if load else None,
         hosts=tuple(hosts),
-        history=tuple((t, v) for t, v in spec.history),
+        history=tuple((t.timestamp(), v) for t, v in spec.history),
         recent=tuple(RecentAction(r.host, r.kind, r.at, r.failed) for r in spec.recent),
     )
 

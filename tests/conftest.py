@@ -149,7 +149,7 @@ def snapshot(
         load=load,
         load_observed_at=NOW - timedelta(seconds=age),
         hosts=tuple(hosts),
-        history=tuple((NOW - timedelta(seconds=a), v) for a, v in history),
+        history=tuple((NOW.timestamp() - a, v) for a, v in history),
         **kw,
     )
 

@@ -21,7 +21,9 @@ from datetime import datetime, timedelta
 
 from powerpool.forecast import forecast, peak_since
 from powerpool.model import (
-    DIRECT_TRANSITIONS,
+    WARM_STATES as WARM,
+)
+from powerpool.model import (
     Action,
     Health,
     HoldKind,
@@ -55,17 +57,14 @@ class _View:
 
     host: Host
     obs: HostObservation
+    state: PowerState
     tab: ProfileTable
     cap: float
     ready_now: float  # pessimistic: what it is worth right now
     ready_goal: float  # what it will be worth once in-flight transitions land
+    pdus: tuple[str, ...]
     blocked: str = ""  # rule that keeps automation off it, "" when free
     why: str = ""
-    pdus: tuple[str, ...] = ()
-
-    @property
-    def state(self) -> PowerState:
-        return self.obs.state
 
 
 @dataclass(slots=True)
@@ -104,6 +103,7 @@ class _Pass:
     views: list[_View]
     budget: _Budget
     actions: list[Action] = field(default_factory=list)
+    refused_spans: dict[tuple[int, int], tuple[float, int]] = field(default_factory=dict)
     vetoes: list[Veto] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -113,17 +113,22 @@ class _Pass:
 
 def _light(src: PowerState, dst: PowerState) -> bool:
     """active <-> freq_scaled: instant, no inrush, not rate limited."""
-    return src.warm and dst.warm
+    return src in WARM and dst in WARM
 
 
 def _age(now: datetime, then: datetime) -> float:
     return (now - then).total_seconds()
 
 
-def _view(pool: Pool, tab: PoolTable, host: Host, obs: HostObservation, now: datetime) -> _View:
-    pt = tab.profiles[host.profile]
-    v = _View(host, obs, pt, pt.profile.capacity, INF, INF)
-    v.pdus = tuple(sorted({o.pdu for o in host.outlets}))
+def _view(
+    pool: Pool, host: Host, pt: ProfileTable, pdus: tuple[str, ...], obs: HostObservation, now: datetime
+) -> _View:
+    state = obs.state
+    if obs.transition is None and obs.hold is None and obs.health is Health.OK and not host.excluded:
+        ready = pt.ready.get(state)  # the common case: a free host at rest
+        if ready is not None:
+            return _View(host, obs, state, pt, pt.profile.capacity, ready, ready, pdus)
+    v = _View(host, obs, state, pt, pt.profile.capacity, INF, INF, pdus)
     hold = obs.hold
     if hold is not None and hold.until is not None and hold.until <= now:
         hold = None  # expired holds are simply gone
@@ -135,14 +140,14 @@ def _view(pool: Pool, tab: PoolTable, host: Host, obs: HostObservation, now: dat
         return v
     ready = pt.ready.get(obs.state)
     if ready is None:  # a state this pool does not use (e.g. set by hand): count it honestly
-        ready = pt.profile.ready_s.get(obs.state, INF) if not obs.state.warm else 0.0
+        ready = pt.profile.ready_s.get(obs.state, INF) if obs.state not in WARM else 0.0
     tr = obs.transition
     if tr is not None:
         v.blocked, v.why = "in-transition", f"already moving to {tr.to.value}"
         elapsed = _age(now, tr.started)
-        if tr.to.warm and obs.state.warm:  # active <-> freq_scaled: warm throughout
+        if tr.to in WARM and obs.state in WARM:  # active <-> freq_scaled: warm throughout
             v.ready_now = v.ready_goal = 0.0
-        elif tr.to.warm:
+        elif tr.to in WARM:
             deadline = ready + pool.wake_margin_s
             if elapsed > deadline:
                 v.why = f"wake overdue ({elapsed:.0f}s > {deadline:.0f}s): counts for nothing"
@@ -164,7 +169,8 @@ def _view(pool: Pool, tab: PoolTable, host: Host, obs: HostObservation, now: dat
 def _demand(pool: Pool, snap: Snapshot) -> tuple[bool, float, list[tuple[float, float]]]:
     """(stale, demand now, history as (seconds relative to now, demand))."""
     scale = 1.0 / pool.capacity_per_host
-    hist = [(_age(t, snap.now), v * scale) for t, v in snap.history if t <= snap.now]
+    now = snap.now.timestamp()
+    hist = [(t - now, v * scale) for t, v in snap.history if t <= now]
     stale = (
         snap.load is None
         or snap.load_observed_at is None
@@ -177,12 +183,10 @@ def _demand(pool: Pool, snap: Snapshot) -> tuple[bool, float, list[tuple[float, 
     return stale, current, hist
 
 
-def _breaker(pool: Pool, snap: Snapshot) -> int:
-    """Failures inside the breaker window: failed transitions plus unreachable hosts."""
+def _failed_recently(pool: Pool, snap: Snapshot) -> int:
+    """Failed transitions inside the breaker window (unreachable hosts are added to it)."""
     since = snap.now - timedelta(seconds=pool.breaker_window_s)
-    failed = sum(1 for r in snap.recent if r.failed and r.at >= since)
-    unreachable = sum(1 for o in snap.hosts if o.health is Health.UNKNOWN)
-    return failed + unreachable
+    return sum(1 for r in snap.recent if r.failed and r.at >= since)
 
 
 def plan(pool: Pool, snap: Snapshot) -> Plan:
@@ -190,18 +194,21 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     tab = table(pool)
     now = snap.now
     by_name = {o.name: o for o in snap.hosts}
-    views = [_view(pool, tab, h, by_name[h.name], now) for h in pool.hosts if h.name in by_name]
+    views = [_view(pool, h, pt, pdus, by_name[h.name], now) for h, pt, pdus in tab.hosts if h.name in by_name]
     missing = [h.name for h in pool.hosts if h.name not in by_name]
 
     minute_ago = now - timedelta(seconds=60)
     recent = [r for r in snap.recent if r.at > minute_ago]
     pdu_busy: dict[str, int] = defaultdict(int)
+    unreachable = 0
     for v in views:
         tr = v.obs.transition
         if tr is not None and not _light(v.state, tr.to):
             for pdu in v.pdus:
                 pdu_busy[pdu] += 1
-    all_pdus = {p for v in views for p in v.pdus}
+        if v.obs.health is Health.UNKNOWN:
+            unreachable += 1
+    all_pdus = tab.pdus
     budget = _Budget(
         wakes=pool.wakes_per_minute - sum(1 for r in recent if r.kind == "wake"),
         sleeps=pool.sleeps_per_minute - sum(1 for r in recent if r.kind == "sleep"),
@@ -213,7 +220,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
 
     stale, current, hist = _demand(pool, snap)
     fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s)
-    failures = _breaker(pool, snap)
+    failures = _failed_recently(pool, snap) + unreachable
     tripped = failures >= pool.breaker_failures
     req_wake = requirements(pool, tab, fc, now, safe=tripped)
     idle_peak = peak_since(hist, -pool.idle_before_sleep_s)
@@ -230,10 +237,8 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     frozen = ("stale-load", "load data is stale") if stale else None
     if tripped:
         frozen = ("breaker", f"{failures} failures within the breaker window")
-    _park(p, req_park, needed(pool, fc[0]), hist, frozen)
-
-    planned = {a.host: a for a in p.actions}
-    have = availability(tab, [(_after(v, planned.get(v.host.name)), v.cap) for v in views])
+    # What parking leaves is the pessimistic picture: sleeps counted, wakes not yet.
+    have = _park(p, req_park, needed(pool, fc[0]), hist, frozen)
     tiers = [TierStatus("warm", 0.0, req_wake[0], have[0])]
     for t in pool.tiers:
         i = tab.index_of(t.within_s)
@@ -252,13 +257,6 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     )
 
 
-def _after(v: _View, action: Action | None) -> float:
-    """Pessimistic worth of a host once this plan is applied (wakes not yet verified)."""
-    if action is None or (action.dst.warm and not action.src.warm):
-        return v.ready_now
-    return v.tab.parked_ready[action.dst]
-
-
 # -- wake ---------------------------------------------------------------------------
 
 
@@ -272,18 +270,21 @@ def _wake(p: _Pass, req: list[int], serving: int) -> None:
         for v in views
         if v.ready_goal == 0.0 and (v.state is A or (v.obs.transition and v.obs.transition.to is A))
     )
-    scaled = sorted((v for v in views if v.state is F and not v.blocked), key=lambda v: v.tab.efficiency)
-    for v in scaled:
-        if active >= serving - EPS:
-            break
-        p.actions.append(Action(v.host.name, F, A, f"needed to serve: {active:g} of {serving}"))
-        active += v.cap
+    if active < serving - EPS:
+        for v in views:  # views are in serving order: the most efficient come first
+            if active >= serving - EPS:
+                break
+            if v.state is F and not v.blocked:
+                p.actions.append(Action(v.host.name, F, A, f"needed to serve: {active:g} of {serving}"))
+                active += v.cap
 
+    if all(h >= r - EPS for h, r in zip(have, req, strict=True)):
+        return  # the usual tick: nothing is short, so nothing to choose from
     candidates = sorted(
-        (v for v in views if not v.blocked and not v.state.warm and v.ready_goal < INF),
+        (v for v in views if not v.blocked and v.state not in WARM and v.ready_goal < INF),
         key=lambda v: (v.ready_goal, v.tab.efficiency, v.obs.wakes, v.host.name),
     )
-    blocked = [v for v in views if v.blocked and not v.state.warm]
+    blocked = [v for v in views if v.blocked and v.state not in WARM]
     k = 0
     for i, h in enumerate(tab.points):
         while have[i] < req[i] - EPS:
@@ -322,17 +323,17 @@ def _park(
     serving: int,
     hist: list[tuple[float, float]],
     frozen: tuple[str, str] | None,
-) -> None:
+) -> list[float]:
+    """Move spares down; return what is ready within each point afterwards."""
     pool, tab, now = p.pool, p.tab, p.snap.now
     have = availability(tab, [(v.ready_now, v.cap) for v in p.views])
     woken = {a.host for a in p.actions}
     domains = _DomainGuard(p, serving)
 
     # Warm hosts in the order they keep serving: most efficient first.
-    warm = sorted(
-        (v for v in p.views if v.ready_now == 0.0),
-        key=lambda v: (v.host.name not in woken, v.tab.efficiency, -v.obs.wakes, v.host.name),
-    )
+    # Views are in serving order already (most efficient first); just-woken hosts serve.
+    warm = [v for v in p.views if v.ready_now == 0.0 and v.host.name in woken]
+    warm += [v for v in p.views if v.ready_now == 0.0 and v.host.name not in woken]
     kept = 0.0
     spares: list[_View] = []
     for v in warm:
@@ -343,28 +344,26 @@ def _park(
     spares = _interleave_domains(list(reversed(spares)))
 
     parked = sorted(
-        (v for v in p.views if not v.state.warm and v.obs.transition is None),
+        (v for v in p.views if v.state not in WARM and v.obs.transition is None and v.tab.deeper[v.state]),
         key=lambda v: (-v.state.depth, v.host.name),
     )
     idle_for = _idle_by_rank(pool, hist, len(warm), serving)
 
     for v in parked:
-        if v.blocked or v.host.name in woken:
+        deeper = v.tab.deeper[v.state]
+        if not deeper or v.blocked or v.host.name in woken:
             continue
         age = _age(now, v.obs.since)
         dwell = pool.min_dwell_s.get(v.state, 0.0)
-        evidence = age + v.tab.break_even.get(v.state, 0.0)
-        targets = [
-            s
-            for s in v.tab.park_targets
-            if s.depth > v.state.depth
-            and s in DIRECT_TRANSITIONS[v.state]
-            and v.tab.break_even[s] <= evidence
-        ]
-        if targets and age < dwell:
+        be = v.tab.break_even
+        evidence = age + be.get(v.state, 0.0)
+        targets = [s for s in deeper if be[s] <= evidence]
+        if not targets:
+            continue
+        if age < dwell:
             p.veto(v, targets[0], "min-dwell", f"in {v.state.value} {_d(age)} of {_d(dwell)}")
             continue
-        _try(p, v, targets, have, req, domains, frozen, f"idle {_d(evidence)}")
+        _try(p, v, targets, have, req, domains, frozen, ("idle", evidence))
 
     for rank, v in enumerate(spares, start=1):
         if v.host.name in woken:
@@ -372,20 +371,21 @@ def _park(
         up = _age(now, v.obs.since)
         idle = idle_for(rank) if hist else up  # no history: assume steady since it got here
         targets = [s for s in v.tab.park_targets if v.tab.break_even[s] <= idle]
-        note = f"spare for {_d(idle)}"
         if v.blocked:
             if targets:
                 p.veto(v, targets[0], v.blocked, v.why)
             continue
         if targets and idle < pool.idle_before_sleep_s:
-            p.veto(v, targets[0], "idle-before-sleep", f"{note} of {_d(pool.idle_before_sleep_s)}")
+            why = f"spare for {_d(idle)} of {_d(pool.idle_before_sleep_s)}"
+            p.veto(v, targets[0], "idle-before-sleep", why)
             targets = []
         elif targets and v.state is A and up < pool.min_uptime_s:
             p.veto(v, targets[0], "min-uptime", f"up {_d(up)} of {_d(pool.min_uptime_s)}")
             targets = []
         if v.state is A and F in v.tab.ready:
             targets.append(F)  # a spare that may not sleep yet can still slow down
-        _try(p, v, targets, have, req, domains, frozen, note)
+        _try(p, v, targets, have, req, domains, frozen, ("spare for", idle))
+    return have
 
 
 def _try(
@@ -396,7 +396,7 @@ def _try(
     req: list[int],
     domains: _DomainGuard,
     frozen: tuple[str, str] | None,
-    why: str,
+    why: tuple[str, float],
 ) -> None:
     """Move `v` to the deepest target every rule allows; veto the deepest refused one."""
     if not targets or targets[0] == v.state:
@@ -405,50 +405,46 @@ def _try(
         p.veto(v, targets[0], *frozen)
         return
     first_refusal: tuple[PowerState, str, str] | None = None
-    lo = p.tab.index_of(v.ready_now)
-    heavy_ok = True  # cleared once the rate/PDU budget refuses: only light moves remain
+    lo = p.tab.index.get(v.ready_now)
+    if lo is None:
+        lo = p.tab.index_of(v.ready_now)
+    spans = p.refused_spans
+    src_warm = v.state in WARM
+    over_budget = p.budget.refuse(v, waking=False)  # the same for every heavy target
     for dst in targets:
         if dst == v.state:
             break
-        light = _light(v.state, dst)
-        if not heavy_ok and not light:
-            continue
-        hi = p.tab.index_of(v.tab.parked_ready[dst])
-        short = next((i for i in range(lo, hi) if have[i] - v.cap < req[i] - EPS), None)
+        light = src_warm and dst in WARM
+        if over_budget and not light:
+            first_refusal = first_refusal or (dst, *over_budget)
+            continue  # only light moves (active <-> freq_scaled) remain possible
+        hi = p.tab.index[v.tab.parked_ready[dst]]
+        # Availability only falls while parking: a span refused for some capacity stays
+        # refused for any host at least that large.
+        seen = spans.get((lo, hi))
+        if seen is not None and v.cap >= seen[0]:
+            short: int | None = seen[1]
+        else:
+            short = next((i for i in range(lo, hi) if have[i] - v.cap < req[i] - EPS), None)
+            if short is not None:
+                spans[(lo, hi)] = (v.cap, short)
         if short is not None:
-            first_refusal = first_refusal or (dst, "reserve", _tier_name(p, short))
+            first_refusal = first_refusal or (dst, "reserve", p.tab.short_why[short])
             continue
         if dst.depth > v.state.depth and not domains.allows(v, dst):
             first_refusal = first_refusal or (dst, "failure-domain", domains.why)
             continue
         if not light:
-            refused = p.budget.refuse(v, waking=False)
-            if refused:
-                first_refusal = first_refusal or (dst, *refused)
-                heavy_ok = False
-                continue
             p.budget.take(v, waking=False)
         for i in range(lo, hi):
             have[i] -= v.cap
         domains.moved(v, dst)
-        p.actions.append(Action(v.host.name, v.state, dst, f"{why}; {_worth(p, dst, v)}"))
+        reason = f"{why[0]} {_d(why[1])}; {v.tab.worth[dst]}"
+        p.actions.append(Action(v.host.name, v.state, dst, reason))
         v.ready_now = v.tab.parked_ready[dst]
         break
     if first_refusal is not None:
         p.veto(v, *first_refusal)
-
-
-def _tier_name(p: _Pass, i: int) -> str:
-    h = p.tab.points[i]
-    if h == 0:
-        return "would break the warm floor (needed + warm tier)"
-    return f"would leave too little ready within {fmt_duration(h)}"
-
-
-def _worth(p: _Pass, dst: PowerState, v: _View) -> str:
-    if dst.warm:
-        return "stays warm"
-    return f"break-even {_d(v.tab.break_even[dst])}, ready again in {_d(v.tab.ready[dst])}"
 
 
 def _d(seconds: float) -> str:
@@ -468,8 +464,11 @@ def _idle_by_rank(pool: Pool, hist: list[tuple[float, float]], warm_now: int, se
     """
     last_needed: dict[int, float] = {}
     level = -1
+    inv, floor, warm = 1.0 / pool.target_utilisation, pool.min_active, pool.warm
     for t, d in reversed(hist):
-        lvl = needed(pool, d) + pool.warm
+        if level >= warm_now:
+            break  # every level a spare can have is known
+        lvl = max(floor, math.ceil(d * inv - EPS)) + warm  # needed(d) + warm tier, inlined
         if lvl > level:
             for x in range(max(level, 0), lvl):
                 last_needed.setdefault(x, -t)  # spare at level x was needed -t seconds ago
@@ -517,6 +516,9 @@ class _DomainGuard:
         self.total = 0.0
         self.by_domain: dict[str, float] = defaultdict(float)
         self.why = ""
+        if not self.enabled or not p.tab.multi_domain:
+            self.enabled = False
+            return
         for v in p.views:
             if v.ready_now <= self.horizon + EPS:
                 self.total += v.cap

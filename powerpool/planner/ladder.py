@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from powerpool.forecast import window_floor
-from powerpool.model import LADDER, Pool, PowerState, Profile
+from powerpool.model import LADDER, Host, Pool, PowerState, Profile, can_transition, fmt_duration
 
 EPS = 1e-9
 
@@ -35,6 +35,8 @@ class ProfileTable:
     break_even: dict[PowerState, float]
     efficiency: float  # watts per unit capacity at peak: lower serves cheaper
     park_targets: tuple[PowerState, ...]  # allowed, supported, non-warm; deepest first
+    deeper: dict[PowerState, tuple[PowerState, ...]]  # park targets reachable directly
+    worth: dict[PowerState, str]  # why a state is worth going to, for reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,11 @@ class PoolTable:
     points: tuple[float, ...]  # ascending, points[0] == 0 (the warm floor)
     profiles: dict[str, ProfileTable]
     horizon: float  # the slowest ready time that matters
+    hosts: tuple[tuple[Host, ProfileTable, tuple[str, ...]], ...]  # host, profile, PDUs
+    short_why: tuple[str, ...]  # per point: what a refused sleep would break
+    index: dict[float, int]  # index_of for every ready time of a host at rest
+    multi_domain: bool  # hosts span more than one failure domain
+    pdus: frozenset[str]  # every PDU a host of the pool is plugged into
 
     def index_of(self, ready: float) -> int:
         """First point a host with this ready time counts at."""
@@ -70,17 +77,44 @@ def _build(pool: Pool) -> PoolTable:
         ready[PowerState.ACTIVE] = 0.0
         parked_ready = {s: 0.0 if s.warm else p.enter_s[s] + r for s, r in ready.items()}
         targets = tuple(s for s in reversed(supported) if not s.warm)
+        be = {s: p.break_even_s(s) for s in supported}
         profiles[name] = ProfileTable(
             profile=p,
             ready=ready,
             parked_ready=parked_ready,
-            break_even={s: p.break_even_s(s) for s in supported},
+            break_even=be,
             efficiency=p.active_peak / p.capacity,
             park_targets=targets,
+            deeper={
+                src: tuple(t for t in targets if t.depth > src.depth and can_transition(src, t))
+                for src in LADDER
+            },
+            worth={
+                s: "stays warm"
+                if s.warm
+                else f"break-even {fmt_duration(round(be[s]))}, ready again in {fmt_duration(ready[s])}"
+                for s in supported
+            },
         )
         points |= {r for s, r in ready.items() if not s.warm}
     ordered = tuple(sorted(points))
-    return PoolTable(points=ordered, profiles=profiles, horizon=ordered[-1])
+    # Hosts in serving order: most efficient first, so a filter keeps the order.
+    ordered_hosts = sorted(pool.hosts, key=lambda h: (profiles[h.profile].efficiency, h.name))
+    hosts = tuple((h, profiles[h.profile], tuple(sorted({o.pdu for o in h.outlets}))) for h in ordered_hosts)
+    why = tuple(
+        "would break the warm floor (needed + warm tier)"
+        if h == 0
+        else f"would leave too little ready within {fmt_duration(h)}"
+        for h in ordered
+    )
+    index = {
+        r: bisect.bisect_left(ordered, r - EPS)
+        for pt in profiles.values()
+        for r in (*pt.ready.values(), *pt.parked_ready.values())
+    }
+    multi = len({d for h in pool.hosts for d in h.domains}) > 1
+    pdus = frozenset(o.pdu for h in pool.hosts for o in h.outlets)
+    return PoolTable(ordered, profiles, ordered[-1], hosts, why, index, multi, pdus)
 
 
 def requirements(
@@ -112,9 +146,11 @@ def requirements(
 def availability(tab: PoolTable, entries: Sequence[tuple[float, float]]) -> list[float]:
     """Capacity ready within each point, from (ready_s, capacity) pairs."""
     diff = [0.0] * (len(tab.points) + 1)
+    known = tab.index
     for ready, cap in entries:
         if ready != math.inf:
-            diff[tab.index_of(ready)] += cap
+            i = known.get(ready)
+            diff[tab.index_of(ready) if i is None else i] += cap
     out: list[float] = []
     run = 0.0
     for d in diff[:-1]:

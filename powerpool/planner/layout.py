@@ -20,7 +20,7 @@ def settle(pool: Pool, load: float = 0.0, now: datetime = _EPOCH) -> dict[str, P
     states = {h.name: PowerState.ACTIVE for h in pool.hosts}
     for _ in range(4 * len(pool.hosts) + 8):
         obs = tuple(HostObservation(n, s, long_ago) for n, s in states.items())
-        snap = Snapshot(now, load, now, obs, history=((now - timedelta(days=1), load),))
+        snap = Snapshot(now, load, now, obs, history=((now.timestamp() - 86400.0, load),))
         actions = plan(pool, snap).actions
         if not actions:
             break
