@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/powerpool demo
+	$(BIN)/powerpool check
+	$(BIN)/powerpool plan --policy policies/web.toml --snapshot docs/examples/web-night.json
+	$(BIN)/powerpool plan --policy policies/web.toml --snapshot docs/examples/web-surge.json
 
 test: lint typecheck unit
 
@@ -28,7 +30,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+	PYTHONPATH=. $(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
