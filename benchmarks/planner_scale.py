@@ -4,6 +4,9 @@ Target (issue: foundation): under 50 ms for all 100 pools together, under 200 MB
 Each pool is a realistic mix: a 3-tier ladder, two racks and four PDUs, hosts spread
 over every state with some holds, failures and in-flight transitions, 30 minutes of
 load history. The step is timed after one warm-up (profile tables are cached per pool).
+
+The best of 30 rounds is the code's own cost (as timeit advises); the median and worst
+show how much a shared, noisy machine adds on top.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def build(
     return out
 
 
-def measure(cases: list[tuple[Pool, Snapshot]], rounds: int = 15) -> list[float]:
+def measure(cases: list[tuple[Pool, Snapshot]], rounds: int = 30) -> list[float]:
     for pool, snap in cases:  # warm-up: builds the per-pool tables once, as the service does
         plan(pool, snap)
     gc.collect()

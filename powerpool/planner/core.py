@@ -123,12 +123,7 @@ def _age(now: datetime, then: datetime) -> float:
 def _view(
     pool: Pool, host: Host, pt: ProfileTable, pdus: tuple[str, ...], obs: HostObservation, now: datetime
 ) -> _View:
-    state = obs.state
-    if obs.transition is None and obs.hold is None and obs.health is Health.OK and not host.excluded:
-        ready = pt.ready.get(state)  # the common case: a free host at rest
-        if ready is not None:
-            return _View(host, obs, state, pt, pt.profile.capacity, ready, ready, pdus)
-    v = _View(host, obs, state, pt, pt.profile.capacity, INF, INF, pdus)
+    v = _View(host, obs, obs.state, pt, pt.profile.capacity, INF, INF, pdus)
     hold = obs.hold
     if hold is not None and hold.until is not None and hold.until <= now:
         hold = None  # expired holds are simply gone
@@ -194,20 +189,36 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     tab = table(pool)
     now = snap.now
     by_name = {o.name: o for o in snap.hosts}
-    views = [_view(pool, h, pt, pdus, by_name[h.name], now) for h, pt, pdus in tab.hosts if h.name in by_name]
-    missing = [h.name for h in pool.hosts if h.name not in by_name]
+    views: list[_View] = []
+    missing: list[str] = []
+    pdu_busy: dict[str, int] = defaultdict(int)
+    unreachable = 0
+    ok = Health.OK
+    for h, pt, pdus in tab.hosts:
+        o = by_name.get(h.name)
+        if o is None:
+            missing.append(h.name)
+            continue
+        ready = pt.ready.get(o.state)
+        if (
+            ready is not None
+            and o.transition is None
+            and o.hold is None
+            and o.health is ok
+            and not h.excluded
+        ):
+            views.append(_View(h, o, o.state, pt, pt.profile.capacity, ready, ready, pdus))
+            continue  # the common case: a free host at rest
+        views.append(_view(pool, h, pt, pdus, o, now))
+        tr = o.transition
+        if tr is not None and not _light(o.state, tr.to):
+            for pdu in pdus:
+                pdu_busy[pdu] += 1
+        if o.health is Health.UNKNOWN:
+            unreachable += 1
 
     minute_ago = now - timedelta(seconds=60)
     recent = [r for r in snap.recent if r.at > minute_ago]
-    pdu_busy: dict[str, int] = defaultdict(int)
-    unreachable = 0
-    for v in views:
-        tr = v.obs.transition
-        if tr is not None and not _light(v.state, tr.to):
-            for pdu in v.pdus:
-                pdu_busy[pdu] += 1
-        if v.obs.health is Health.UNKNOWN:
-            unreachable += 1
     all_pdus = tab.pdus
     budget = _Budget(
         wakes=pool.wakes_per_minute - sum(1 for r in recent if r.kind == "wake"),
@@ -347,7 +358,7 @@ def _park(
         (v for v in p.views if v.state not in WARM and v.obs.transition is None and v.tab.deeper[v.state]),
         key=lambda v: (-v.state.depth, v.host.name),
     )
-    idle_for = _idle_by_rank(pool, hist, len(warm), serving)
+    idle_for: _IdleLookup | None = None  # built on first use: many ticks have no spare
 
     for v in parked:
         deeper = v.tab.deeper[v.state]
@@ -369,7 +380,9 @@ def _park(
         if v.host.name in woken:
             continue
         up = _age(now, v.obs.since)
-        idle = idle_for(rank) if hist else up  # no history: assume steady since it got here
+        if hist and idle_for is None:
+            idle_for = _idle_by_rank(pool, hist, len(warm), serving)
+        idle = idle_for(rank) if idle_for else up  # no history: assume steady since it got here
         targets = [s for s in v.tab.park_targets if v.tab.break_even[s] <= idle]
         if v.blocked:
             if targets:
@@ -411,6 +424,9 @@ def _try(
     spans = p.refused_spans
     src_warm = v.state in WARM
     over_budget = p.budget.refuse(v, waking=False)  # the same for every heavy target
+    if over_budget and not (src_warm and F in targets and v.state is not F):
+        p.veto(v, targets[0], *over_budget)  # nothing light to fall back to
+        return
     for dst in targets:
         if dst == v.state:
             break
@@ -510,16 +526,18 @@ class _DomainGuard:
     """
 
     def __init__(self, p: _Pass, serving: int) -> None:
-        self.enabled = p.pool.spread_domains
+        self.enabled = p.pool.spread_domains and p.tab.multi_domain
         self.serving = serving
         self.horizon = max((t.within_s for t in p.pool.tiers), default=0.0)
         self.total = 0.0
         self.by_domain: dict[str, float] = defaultdict(float)
         self.why = ""
-        if not self.enabled or not p.tab.multi_domain:
-            self.enabled = False
-            return
-        for v in p.views:
+        self._views: list[_View] | None = p.views if self.enabled else None
+
+    def _count(self) -> None:
+        """Totals per domain, computed on first use: most ticks park nothing deep."""
+        views, self._views = self._views or [], None
+        for v in views:
             if v.ready_now <= self.horizon + EPS:
                 self.total += v.cap
                 for d in v.host.domains:
@@ -533,6 +551,8 @@ class _DomainGuard:
     def allows(self, v: _View, dst: PowerState) -> bool:
         if not self.enabled or not self._drops(v, dst):
             return True
+        if self._views is not None:
+            self._count()
         for d, cap in self.by_domain.items():
             outside = self.total - v.cap - (cap - v.cap if d in v.host.domains else cap)
             if outside < self.serving - EPS:
@@ -542,6 +562,8 @@ class _DomainGuard:
 
     def moved(self, v: _View, dst: PowerState) -> None:
         if self.enabled and self._drops(v, dst):
+            if self._views is not None:
+                self._count()
             self.total -= v.cap
             for d in v.host.domains:
                 self.by_domain[d] -= v.cap

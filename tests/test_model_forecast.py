@@ -1,0 +1,87 @@
+"""The model's numbers and the forecast's signals, checked against hand calculations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from powerpool.config.types import parse_clock, parse_days, parse_duration
+from powerpool.forecast import forecast, peak_since, trend_per_s, window_floor
+from powerpool.model import PowerState, Window, can_transition, fmt_duration
+from tests.conftest import S, make_pool, profile
+
+
+def test_break_even_matches_the_formula_and_never_undercuts_the_round_trip() -> None:
+    p = profile()
+    # sleep: (150 W x 25 s - 12 W x 25 s) / (150 - 12) = 25 s = the round trip itself
+    assert p.break_even_s(S.SLEEP) == pytest.approx(25.0)
+    # unpowered: 150 x 290 / 150 = 290 s
+    assert p.break_even_s(S.UNPOWERED) == pytest.approx(290.0)
+    # off with a costlier transition: (300 x 225 - 9 x 225) / 141
+    costly = profile(transition_w={S.OFF: 300.0})
+    assert costly.break_even_s(S.OFF) == pytest.approx((300 * 225 - 9 * 225) / 141)
+    # a "saving" state that draws more than idle never pays off
+    silly = profile(power={**p.power, S.DISK_STANDBY: 151.0})
+    assert silly.break_even_s(S.DISK_STANDBY) == float("inf")
+    assert p.break_even_s(S.ACTIVE) == 0.0
+
+
+def test_transition_table_needs_a_wake_between_sleep_and_off() -> None:
+    assert can_transition(S.ACTIVE, S.UNPOWERED)
+    assert can_transition(S.DISK_STANDBY, S.SLEEP)
+    assert can_transition(S.OFF, S.UNPOWERED)
+    assert not can_transition(S.SLEEP, S.OFF)
+    assert all(can_transition(s, S.ACTIVE) for s in PowerState if s is not S.ACTIVE)
+    assert [s.depth for s in PowerState] == list(range(7))
+
+
+def test_serving_power_is_linear_in_utilisation() -> None:
+    p = profile()
+    assert p.watts(S.ACTIVE, 0.0) == 150.0
+    assert p.watts(S.ACTIVE, 0.5) == 325.0
+    assert p.watts(S.SLEEP) == 12.0
+
+
+def test_forecast_holds_the_recent_peak_and_follows_a_rising_trend() -> None:
+    hist = [(-300.0, 2.0), (-200.0, 5.0), (-100.0, 2.0), (-10.0, 2.0)]
+    assert peak_since(hist, -150.0) == 2.0
+    assert peak_since(hist, -250.0) == 5.0
+    f = forecast(hist, 0.0, 2.0, [0.0, 60.0, 250.0], trend_window_s=50.0)
+    assert f == [2.0, 2.0, 5.0]  # the 5.0 burst 200 s ago is held for horizons >= 200 s
+    ramp = [(-600.0 + 60 * k, 1.0 + 0.1 * k) for k in range(10)]
+    assert trend_per_s(ramp, -600.0) == pytest.approx(0.1 / 60)
+    g = forecast(ramp, 0.0, 1.9, [0.0, 600.0], trend_window_s=600.0)
+    assert g[0] == pytest.approx(1.9) and g[1] == pytest.approx(1.9 + 0.1 / 60 * 600)
+    falling = [(-600.0 + 60 * k, 2.0 - 0.1 * k) for k in range(10)]
+    assert forecast(falling, 0.0, 1.1, [600.0], 600.0) == [2.0]  # peak-hold, no negative trend
+
+
+def test_windows_cross_midnight_and_are_seen_a_horizon_early() -> None:
+    night = Window("night batch", frozenset({4}), 22 * 60, 2 * 60, 7)  # Fri 22:00 - Sat 02:00
+    pool = make_pool(8, windows=(night,))
+    sat_0100 = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
+    sat_0300 = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
+    fri_2150 = datetime(2026, 11, 20, 21, 50, tzinfo=UTC)
+    assert window_floor(pool, sat_0100, 0) == 7
+    assert window_floor(pool, sat_0300, 0) == 0
+    assert window_floor(pool, fri_2150, 0) == 0
+    assert window_floor(pool, fri_2150, 900) == 7  # opens within the next 15 minutes
+
+
+def test_human_durations_days_and_clock_times() -> None:
+    assert parse_duration("90s") == 90 and parse_duration("1h30m") == 5400
+    assert parse_duration("250ms") == 0.25 and parse_duration(12) == 12
+    for bad in ("10 minutes", "", "-5s", True, -1):
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(bad)
+    assert parse_days("mon-fri") == frozenset(range(5))
+    assert parse_days("sat,sun") == frozenset({5, 6})
+    assert parse_days("fri-mon") == frozenset({4, 5, 6, 0})
+    assert parse_days("1-5") == frozenset(range(5)) and parse_days("0") == frozenset({6})
+    with pytest.raises(ValueError):
+        parse_days("funday")
+    assert parse_clock("08:30") == 510 and parse_clock("24:00") == 1440
+    with pytest.raises(ValueError):
+        parse_clock("25:00")
+    assert fmt_duration(600) == "10m" and fmt_duration(90) == "90s" and fmt_duration(7200) == "2h"
