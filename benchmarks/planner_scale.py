@@ -16,8 +16,12 @@ import random
 import statistics
 import time
 import tracemalloc
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from powerpool.config.load import load_profiles
+from powerpool.errors import Problem
 from powerpool.model import (
     Health,
     Hold,
@@ -35,27 +39,23 @@ from powerpool.model import (
 from powerpool.planner import plan
 from powerpool.planner.layout import settle
 
+ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 S = PowerState
 
 
 def _profile() -> Profile:
-    return Profile(
-        name="bench",
-        description="",
-        capacity=1.0,
-        active_idle=150.0,
-        active_peak=500.0,
-        power={S.ACTIVE: 150, S.FREQ_SCALED: 138, S.DISK_STANDBY: 140, S.SLEEP: 12, S.OFF: 9, S.UNPOWERED: 0},
-        ready_s={
-            S.ACTIVE: 0,
-            S.FREQ_SCALED: 0.5,
-            S.DISK_STANDBY: 12,
-            S.SLEEP: 15,
-            S.OFF: 180,
-            S.UNPOWERED: 240,
-        },
-        enter_s={S.ACTIVE: 0, S.FREQ_SCALED: 0.5, S.DISK_STANDBY: 3, S.SLEEP: 10, S.OFF: 45, S.UNPOWERED: 50},
+    """The shipped modern-2s profile, minus hibernate (as the web pool uses it)."""
+    problems: list[Problem] = []
+    (prof,) = load_profiles([ROOT / "hardware/servers/modern-2s.toml"], problems).values()
+    assert not problems, problems
+    drop = PowerState.HIBERNATE
+    keep = {s: v for s, v in prof.power.items() if s is not drop}
+    return replace(
+        prof,
+        power=keep,
+        ready_s={s: v for s, v in prof.ready_s.items() if s in keep},
+        enter_s={s: v for s, v in prof.enter_s.items() if s in keep},
     )
 
 
@@ -75,11 +75,11 @@ def build(
             outlet = Outlet(f"pdu{p}-{i % 4}", i // 4 + 1)
             mac = f"02:00:00:{p:02x}:{i // 256:02x}:{i % 256:02x}"
             domains = (f"rack:r{p}-{i % 2}", f"pdu:{outlet.pdu}")
-            hs.append(Host(f"p{p:03d}h{i:03d}", f"127.1.{p}.{i}", mac, "bench", (outlet,), domains))
+            hs.append(Host(f"p{p:03d}h{i:03d}", f"127.1.{p}.{i}", mac, prof.name, (outlet,), domains))
         pool = Pool(
             name=f"pool{p:03d}",
             hosts=tuple(hs),
-            profiles={"bench": prof},
+            profiles={prof.name: prof},
             capacity_per_host=100.0,
             target_utilisation=0.7,
             allowed=frozenset(prof.power),

@@ -29,18 +29,23 @@ from powerpool.model import PARKED_STATES, PowerState
 _STATE_KEYS = [s.value for s in PowerState if s is not PowerState.ACTIVE]
 
 
-class PowerTable(BaseModel):
-    """Resting watts per state; a state left out is not supported by the model."""
+class StateWatts(BaseModel):
+    """Watts per non-active state; a state left out is not supported by the model."""
 
     model_config = STRICT
-    active_idle: float = Field(gt=0)
-    active_peak: float = Field(gt=0)
     freq_scaled: float | None = Field(default=None, ge=0)
     disk_standby: float | None = Field(default=None, ge=0)
     sleep: float | None = Field(default=None, ge=0)
     hibernate: float | None = Field(default=None, ge=0)
     off: float | None = Field(default=None, ge=0)
     unpowered: float | None = Field(default=None, ge=0)
+
+
+class PowerTable(StateWatts):
+    """Resting watts: active idle and peak, and one entry per supported state."""
+
+    active_idle: float = Field(gt=0)
+    active_peak: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _ordered(self) -> PowerTable:
@@ -64,16 +69,6 @@ class StateSeconds(BaseModel):
     hibernate: Duration | None = None
     off: Duration | None = None
     unpowered: Duration | None = None
-
-
-class StateWatts(BaseModel):
-    model_config = STRICT
-    freq_scaled: float | None = Field(default=None, ge=0)
-    disk_standby: float | None = Field(default=None, ge=0)
-    sleep: float | None = Field(default=None, ge=0)
-    hibernate: float | None = Field(default=None, ge=0)
-    off: float | None = Field(default=None, ge=0)
-    unpowered: float | None = Field(default=None, ge=0)
 
 
 class ServerProfileFile(BaseModel):
