@@ -9,6 +9,7 @@ stale load, so the planner freezes sleeps across them as it would live.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import statistics
@@ -37,7 +38,7 @@ class Trace:
 
     def gaps(self) -> list[tuple[float, float]]:
         """(start, length) of every stretch longer than 3 steps without a sample."""
-        return [(a, b - a) for a, b in zip(self.t, self.t[1:], strict=False) if b - a > 3 * self.step]
+        return [(a, b - a) for a, b in itertools.pairwise(self.t) if b - a > 3 * self.step]
 
 
 def _bad(path: Path, key: str, value: object, expected: str) -> ConfigError:
@@ -58,7 +59,7 @@ def _finish(path: Path, times: list[float], values: list[float], skipped: int) -
     pairs = sorted(zip(times, values, strict=True))
     t0 = pairs[0][0]
     t = [a - t0 for a, _ in pairs]
-    steps = [b - a for a, b in zip(t, t[1:], strict=False) if b > a]
+    steps = [b - a for a, b in itertools.pairwise(t) if b > a]
     trace = Trace(path.stem, t, [v for _, v in pairs], statistics.median(steps) if steps else 1.0)
     if skipped:
         trace.notes.append(f"{skipped} sample(s) without a usable value were skipped")
