@@ -45,25 +45,41 @@ def trend_per_s(history: Sequence[tuple[float, float]], since: float) -> float:
     return (n * stv - st * sv) / den
 
 
+def max_step_up(history: Sequence[tuple[float, float]], since: float) -> float:
+    """Largest rise between consecutive samples at or after `since` (0 if none)."""
+    rise = 0.0
+    later: float | None = None
+    for t, v in reversed(history):
+        if t < since:
+            break
+        if later is not None and later - v > rise:
+            rise = later - v
+        later = v
+    return rise
+
+
 def forecast(
     history: Sequence[tuple[float, float]],
     now: float,
     current: float,
     horizons: Sequence[float],
     trend_window_s: float,
+    hold_s: float = 0.0,
 ) -> list[float]:
     """Demand to provision for at each horizon (seconds ahead, ascending).
 
-    F(h) = max(current, peak over the last h seconds, current + rising trend x h), so it
-    never decreases with h: a host that takes h to wake is provisioned for the worst of
-    what recent history says the next h seconds may bring.
+    F(h) = max(peak over the last max(h, hold_s) seconds, current + the largest step-up
+    seen within the last hold_s, current + rising trend x h), so it never decreases with h:
+    a host that takes h to wake is provisioned for the worst of what recent history says
+    the next h seconds may bring. `hold_s` is the operator's safety knob: how long a recent
+    peak, or a recent jump, is assumed to come back.
     """
     slope = max(0.0, trend_per_s(history, now - trend_window_s))
     out: list[float] = []
-    best = current
+    best = current + max_step_up(history, now - hold_s) if hold_s > 0 else current
     i = len(history)
     for h in horizons:  # ascending, so the peak-hold window only ever widens
-        while i > 0 and history[i - 1][0] >= now - h:
+        while i > 0 and history[i - 1][0] >= now - max(h, hold_s):
             i -= 1
             if history[i][1] > best:
                 best = history[i][1]

@@ -376,7 +376,8 @@ def to_pool(spec: PolicyFile, hosts: list[Host], profiles: dict[str, Profile]) -
         breaker_failures=spec.safety.breaker_failures,
         breaker_window_s=spec.safety.breaker_window,
         wake_margin_s=spec.safety.wake_margin,
-        trend_window_s=spec.forecast_trend_window,
+        trend_window_s=spec.forecast.trend_window,
+        peak_hold_s=spec.forecast.peak_hold,
         spread_domains=spec.safety.spread_failure_domains,
     )
 

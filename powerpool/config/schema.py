@@ -200,6 +200,14 @@ class WindowSpec(BaseModel):
         return v
 
 
+class ForecastSpec(BaseModel):
+    """How far ahead the pool provisions: the safety-vs-saving knob."""
+
+    model_config = STRICT
+    peak_hold: Duration = 300.0  # a recent peak is assumed to come back for this long
+    trend_window: Duration = 600.0  # a rising trend over this window is extrapolated
+
+
 class SafetySpec(BaseModel):
     model_config = STRICT
     load_max_age: Duration = 60.0
@@ -316,7 +324,7 @@ class PolicyFile(BaseModel):
     pdus: dict[Name, PduSpec] = {}
     hosts: list[HostSpec] = []
     inventory: str | None = None
-    forecast_trend_window: Duration = 600.0
+    forecast: ForecastSpec = ForecastSpec()
 
     @field_validator("timezone")
     @classmethod

@@ -36,7 +36,13 @@ class Intent:
 class MemoryJournal:
     """Per-host record plus open intents, holds, recent actions and load history."""
 
-    def __init__(self, pool: Pool, start: datetime, state: PowerState = PowerState.ACTIVE) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        start: datetime,
+        state: PowerState = PowerState.ACTIVE,
+        history_s: float = 0.0,
+    ) -> None:
         self.pool = pool
         self.epoch = 1
         self._obs: dict[str, HostObservation] = {
@@ -50,7 +56,9 @@ class MemoryJournal:
         self.wakes: dict[str, int] = dict.fromkeys(self._obs, 0)
         tab = table(pool)
         # keep enough load history for every window the planner looks back over
-        self._keep_s = max(pool.idle_before_sleep_s, pool.trend_window_s, tab.horizon) + pool.tick_s
+        self._keep_s = (
+            max(pool.idle_before_sleep_s, pool.trend_window_s, tab.horizon, history_s) + pool.tick_s
+        )
 
     # -- what the controller observed ---------------------------------------------------
 

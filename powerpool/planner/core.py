@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from powerpool.forecast import forecast, peak_since
+from powerpool.forecast import forecast, max_step_up, peak_since
 from powerpool.model import (
     WARM_STATES as WARM,
 )
@@ -165,7 +165,14 @@ def _demand(pool: Pool, snap: Snapshot) -> tuple[bool, float, list[tuple[float, 
     """(stale, demand now, history as (seconds relative to now, demand))."""
     scale = 1.0 / pool.capacity_per_host
     now = snap.now.timestamp()
-    hist = [(t - now, v * scale) for t, v in snap.history if t <= now]
+    since = now - table(pool).lookback
+    hist: list[tuple[float, float]] = []
+    for t, v in reversed(snap.history):  # only the window the planner looks back over
+        if t < since:
+            break
+        if t <= now:
+            hist.append((t - now, v * scale))
+    hist.reverse()
     stale = (
         snap.load is None
         or snap.load_observed_at is None
@@ -230,11 +237,14 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
         p.notes.append(f"no observation for {len(missing)} host(s): {', '.join(missing[:5])}")
 
     stale, current, hist = _demand(pool, snap)
-    fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s)
+    fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s, pool.peak_hold_s)
     failures = _failed_recently(pool, snap) + unreachable
     tripped = failures >= pool.breaker_failures
     req_wake = requirements(pool, tab, fc, now, safe=tripped)
-    idle_peak = peak_since(hist, -pool.idle_before_sleep_s)
+    # Sleeps must agree with wakes: the same margin over the idle window's peak, so a
+    # host woken for the margin never looks idle the moment the margin is met.
+    margin = max_step_up(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
+    idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
     req_park = requirements(pool, tab, [max(f, idle_peak) for f in fc], now, safe=tripped)
     if stale:
         p.notes.append("load is stale or missing: every sleep is frozen, wakes still allowed")
@@ -249,7 +259,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     if tripped:
         frozen = ("breaker", f"{failures} failures within the breaker window")
     # What parking leaves is the pessimistic picture: sleeps counted, wakes not yet.
-    have = _park(p, req_park, needed(pool, fc[0]), hist, frozen)
+    have = _park(p, req_park, needed(pool, fc[0]), hist, frozen, margin)
     tiers = [TierStatus("warm", 0.0, req_wake[0], have[0])]
     for t in pool.tiers:
         i = tab.index_of(t.within_s)
@@ -334,6 +344,7 @@ def _park(
     serving: int,
     hist: list[tuple[float, float]],
     frozen: tuple[str, str] | None,
+    margin: float,
 ) -> list[float]:
     """Move spares down; return what is ready within each point afterwards."""
     pool, tab, now = p.pool, p.tab, p.snap.now
@@ -381,7 +392,7 @@ def _park(
             continue
         up = _age(now, v.obs.since)
         if hist and idle_for is None:
-            idle_for = _idle_by_rank(pool, hist, len(warm), serving)
+            idle_for = _idle_by_rank(pool, hist, len(warm), margin)
         idle = idle_for(rank) if idle_for else up  # no history: assume steady since it got here
         targets = [s for s in v.tab.park_targets if v.tab.break_even[s] <= idle]
         if v.blocked:
@@ -471,10 +482,11 @@ def _d(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def _idle_by_rank(pool: Pool, hist: list[tuple[float, float]], warm_now: int, serving: int) -> _IdleLookup:
+def _idle_by_rank(pool: Pool, hist: list[tuple[float, float]], warm_now: int, margin: float) -> _IdleLookup:
     """How long the k-th spare has been unnecessary, from the demand history.
 
-    Spare k stays spare while needed(d) + warm tier <= warm_now - k. Walking the history
+    Spare k stays spare while needed(d + margin) + warm tier <= warm_now - k (the margin
+    the wakes provision for, so both sides agree). Walking the history
     from newest to oldest, the running maximum of that level tells, for every k at once,
     the last time it was needed.
     """
@@ -484,7 +496,7 @@ def _idle_by_rank(pool: Pool, hist: list[tuple[float, float]], warm_now: int, se
     for t, d in reversed(hist):
         if level >= warm_now:
             break  # every level a spare can have is known
-        lvl = max(floor, math.ceil(d * inv - EPS)) + warm  # needed(d) + warm tier, inlined
+        lvl = max(floor, math.ceil((d + margin) * inv - EPS)) + warm  # needed(d+margin) + warm
         if lvl > level:
             for x in range(max(level, 0), lvl):
                 last_needed.setdefault(x, -t)  # spare at level x was needed -t seconds ago

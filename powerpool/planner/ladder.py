@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from powerpool.forecast import window_floor
-from powerpool.model import LADDER, Host, Pool, PowerState, Profile, can_transition, fmt_duration
+from powerpool.model import LADDER, Host, Pool, PowerState, Profile, Tier, can_transition, fmt_duration
 
 EPS = 1e-9
 
@@ -49,6 +49,8 @@ class PoolTable:
     index: dict[float, int]  # index_of for every ready time of a host at rest
     multi_domain: bool  # hosts span more than one failure domain
     pdus: frozenset[str]  # every PDU a host of the pool is plugged into
+    lookback: float  # seconds of load history any rule looks at
+    due: tuple[tuple[Tier, ...], ...]  # per point: the tiers due within it
 
     def index_of(self, ready: float) -> int:
         """First point a host with this ready time counts at."""
@@ -114,7 +116,9 @@ def _build(pool: Pool) -> PoolTable:
     }
     multi = len({d for h in pool.hosts for d in h.domains}) > 1
     pdus = frozenset(o.pdu for h in pool.hosts for o in h.outlets)
-    return PoolTable(ordered, profiles, ordered[-1], hosts, why, index, multi, pdus)
+    lookback = max(pool.idle_before_sleep_s, pool.peak_hold_s, pool.trend_window_s, ordered[-1])
+    due = tuple(tuple(t for t in pool.tiers if t.within_s <= h) for h in ordered)
+    return PoolTable(ordered, profiles, ordered[-1], hosts, why, index, multi, pdus, lookback, due)
 
 
 def requirements(
@@ -131,12 +135,17 @@ def requirements(
     out: list[int] = []
     running = 0
     last = len(tab.points) - 1
-    for i, h in enumerate(tab.points):
-        until = tab.points[min(i + 1, last)]
-        n = needed(pool, forecast[min(i + 1, last)])
-        r = n + pool.warm + sum(t.extra(n) for t in pool.tiers if t.within_s <= h)
-        r = max(r, window_floor(pool, now, until))
-        running = max(running, r)
+    windows = bool(pool.windows)
+    for i, due in enumerate(tab.due):
+        j = i + 1 if i < last else last
+        n = needed(pool, forecast[j])
+        r = n + pool.warm
+        for t in due:
+            r += t.extra(n)
+        if windows:
+            r = max(r, window_floor(pool, now, tab.points[j]))
+        if r > running:
+            running = r
         out.append(running)
     if safe:
         out = [max(r, out[-1]) for r in out]

@@ -144,19 +144,21 @@ class SimFleet:
         now = intent.started.timestamp()
         self.advance(now)
         p = h.prof
-        if action.dst.warm and action.src.warm:
-            took = p.ready_s.get(action.dst, 0.0) if action.dst is F else p.ready_s.get(action.src, 0.0)
-        elif action.dst.warm:
-            took = p.ready_s[h.state]
-        else:
-            took = p.enter_s[action.dst]
+        key = f"{action.src.value}->{action.dst.value}"
+        self.transitions[key] = self.transitions.get(key, 0) + 1
+        if action.dst.warm and action.src.warm:  # a governor switch: warm throughout
+            self.acct.add(h, -1)
+            h.state = action.dst
+            self.acct.add(h, +1)
+            self.acct.row()
+            self._done.append((h.name, h.state))
+            return
+        took = p.ready_s[h.state] if action.dst.warm else p.enter_s[action.dst]
         self.acct.add(h, -1)
         h.moving_from, h.moving_to = h.state, action.dst
         h.done_at = math.inf if (action.dst.warm and h.name in self.faults.never_wake) else now + took
         self.acct.add(h, +1)
         self.acct.row()
-        key = f"{action.src.value}->{action.dst.value}"
-        self.transitions[key] = self.transitions.get(key, 0) + 1
         if h.done_at != math.inf:
             heapq.heappush(self._events, (h.done_at, h.name, h.token))
 
@@ -178,6 +180,7 @@ class SimFleet:
         self.acct.row()
 
     # -- time ---------------------------------------------------------------------------
+
 
     def advance(self, t: float) -> None:
         """Apply every completion up to time t, closing accounting segments at each."""

@@ -16,6 +16,7 @@ from powerpool.sim.fleet import COLUMNS, Accountant, Faults, SimFleet
 from powerpool.sim.trace import Trace
 
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday: schedule windows line up
+HISTORY_S = 2700.0  # load history every planner may look back over (DPM: 40 minutes)
 
 
 @dataclass
@@ -88,7 +89,7 @@ def simulate(
     t0 = START.timestamp()
     acct = Accountant(pool, t0, timeline)
     fleet = SimFleet(pool, START, acct, faults)
-    journal = MemoryJournal(pool, START)
+    journal = MemoryJournal(pool, START, history_s=HISTORY_S)
     ctrl = Controller(pool, clock, TraceLoad(trace, START), fleet, journal, planner)
     scale = 1.0 / pool.capacity_per_host
     end = trace.t[-1] + trace.step
