@@ -102,6 +102,7 @@ def make_pool(
         wakes_per_minute=100,
         sleeps_per_minute=100,
         max_ops_per_pdu=100,
+        peak_hold_s=0.0,  # rules are tested in isolation; the forecast knob has its own tests
     )
     kw.update(over)
     return Pool(**kw)
