@@ -7,46 +7,18 @@ with one line per problem (file, key, value, what was expected), never a traceba
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from powerpool.config import Loaded, discover, load_all
-from powerpool.errors import ConfigError, PowerpoolError
+from powerpool.cliutil import HARDWARE, JSON, friendly, load, out
 from powerpool.model import Plan, Pool, fmt_duration
 from powerpool.planner import plan as make_plan
 from powerpool.planner.layout import always_on, settle, watts
+from powerpool.sim.command import simulate
 from powerpool.snapshot import check_hosts, read_snapshot
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(fn: F) -> F:
-    """Turn powerpool's typed errors into readable lines and exit code 2."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as e:
-            for p in e.problems:
-                err.print(f"[red]error:[/red] {p}", markup=True, soft_wrap=True)
-            n = len(e.problems)
-            err.print(f"{n} problem{'s' if n != 1 else ''} found; nothing was applied.")
-            sys.exit(2)
-        except PowerpoolError as e:
-            err.print(f"[red]error:[/red] {e}", soft_wrap=True)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,46 +38,11 @@ def main() -> None:
     """
 
 
-def _load(paths: tuple[Path, ...], hardware: Path | None) -> Loaded:
-    given = list(paths) or [p for p in (Path("policies"), Path("hardware")) if p.exists()]
-    if not given:
-        raise ConfigError([_problem(".", "no policies/ or hardware/ here; pass files or folders")])
-    hw, policies = discover(given)
-    if not hw:
-        folder = hardware or _near_hardware(policies)
-        hw, _ = discover([folder])
-        if not hw:
-            raise ConfigError([_problem(str(folder), "no hardware profiles found (servers/*.toml)")])
-    return load_all(policies, hw)
-
-
-def _near_hardware(policies: list[Path]) -> Path:
-    for p in policies:
-        for parent in p.resolve().parents:
-            if (parent / "hardware" / "servers").is_dir():
-                return parent / "hardware"
-    return Path("hardware")
-
-
-def _problem(file: str, text: str) -> Any:
-    from powerpool.errors import NO_VALUE, Problem
-
-    return Problem(file, "", NO_VALUE, text)
-
-
-HARDWARE = click.option(
-    "--hardware",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder of hardware profiles (default: hardware/ beside the policies).",
-)
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-
-
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @HARDWARE
 @JSON
-@_friendly
+@friendly
 def check(files: tuple[Path, ...], hardware: Path | None, as_json: bool) -> None:
     """Validate policy and hardware files (default: policies/ and hardware/).
 
@@ -114,7 +51,7 @@ def check(files: tuple[Path, ...], hardware: Path | None, as_json: bool) -> None
     paths that rely on SSH alone, insecure SNMP and secrets written in clear. Exit 2 with
     one line per problem; on success, a summary per pool.
     """
-    loaded = _load(files, hardware)
+    loaded = load(files, hardware)
     rows = [_summary(b.pool) for b in loaded.policies.values()]
     if as_json:
         out.print_json(json.dumps({"ok": True, "profiles": sorted(loaded.profiles), "pools": rows}))
@@ -171,7 +108,7 @@ def _summary(pool: Pool) -> dict[str, Any]:
 )
 @HARDWARE
 @JSON
-@_friendly
+@friendly
 def plan(policy_path: Path, snapshot_path: Path, hardware: Path | None, as_json: bool) -> None:
     """Show what the planner would do now, with a reason for every action and veto.
 
@@ -185,7 +122,7 @@ def plan(policy_path: Path, snapshot_path: Path, hardware: Path | None, as_json:
                   "health": "ok", "hold": null, "transition": null}]}
     Optional: "history": [[time, load], ...] and "recent": [{"host", "kind", "at"}].
     """
-    loaded = _load((policy_path,), hardware)
+    loaded = load((policy_path,), hardware)
     (bundle,) = loaded.policies.values()
     snap = read_snapshot(snapshot_path)
     check_hosts(snap, {h.name for h in bundle.pool.hosts}, str(snapshot_path))
@@ -255,6 +192,8 @@ def _print_plan(pool: Pool, p: Plan) -> None:
     for n in p.notes:
         out.print(f"[yellow]note:[/yellow] {n}")
 
+
+main.add_command(simulate)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -277,9 +277,13 @@ def test_peak_hold_is_the_safety_knob() -> None:
     hist = ((240.0, 500.0), (180.0, 200.0), (120.0, 200.0), (10.0, 200.0))
     states = {f"h{i:02d}": S.SLEEP for i in range(3, 10)}
     relaxed = make_pool(10, peak_hold_s=0.0)
-    assert not [a for a in plan(relaxed, snapshot(relaxed, 200.0, states, history=hist)).actions if a.dst is S.ACTIVE]
+    assert not [
+        a for a in plan(relaxed, snapshot(relaxed, 200.0, states, history=hist)).actions if a.dst is S.ACTIVE
+    ]
     careful = make_pool(10, peak_hold_s=300.0)
-    woken = [a for a in plan(careful, snapshot(careful, 200.0, states, history=hist)).actions if a.dst is S.ACTIVE]
+    woken = [
+        a for a in plan(careful, snapshot(careful, 200.0, states, history=hist)).actions if a.dst is S.ACTIVE
+    ]
     assert len(woken) == 3  # the 5-host peak 4 minutes ago, plus the warm spare: 6 warm
     jumpy = ((250.0, 100.0), (200.0, 300.0), (100.0, 200.0), (10.0, 200.0))  # a +2 step-up
     careful_p = plan(careful, snapshot(careful, 200.0, states, history=jumpy))

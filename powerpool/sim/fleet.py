@@ -181,7 +181,6 @@ class SimFleet:
 
     # -- time ---------------------------------------------------------------------------
 
-
     def advance(self, t: float) -> None:
         """Apply every completion up to time t, closing accounting segments at each."""
         ev = self._events

@@ -25,33 +25,40 @@ F = PowerState.FREQ_SCALED
 class Optimum:
     energy_kwh: float
     dynamic_kwh: float
+    transitions: dict[str, int]
     notes: tuple[str, ...] = ()
 
 
-def _bridges(prof: Profile, allowed: frozenset[PowerState]) -> list[tuple[float, float, float, float]]:
-    """(enter_s, ready_s, transition energy J, resting W) per usable parked state."""
+Bridge = tuple[float, float, float, float, PowerState]  # enter, ready, J moving, W resting
+
+
+def _bridges(prof: Profile, allowed: frozenset[PowerState]) -> list[Bridge]:
+    """One entry per parked state this pool may use."""
     out = []
     for s in PARKED_STATES:
         if s in allowed and prof.supports(s):
             t_in, t_out = prof.enter_s[s], prof.ready_s[s]
-            out.append((t_in, t_out, prof.moving_w(s) * (t_in + t_out), prof.power[s]))
+            out.append((t_in, t_out, prof.moving_w(s) * (t_in + t_out), prof.power[s], s))
     return out
 
 
 def bridge_cost(
-    g: float, warm_w: float, bridges: Sequence[tuple[float, float, float, float]], tail: bool
-) -> float:
-    """Cheapest way for one host to spend a free run of g seconds (J). `tail`: the run
-    ends with the trace, so no wake is needed (only the entering part is paid)."""
-    best = warm_w * g
-    for t_in, t_out, e_move, p in bridges:
-        if tail:
-            if t_in <= g:
-                e_in = e_move * t_in / (t_in + t_out) if t_in + t_out > 0 else 0.0
-                best = min(best, e_in + p * (g - t_in))
-        elif t_in + t_out <= g:
-            best = min(best, e_move + p * (g - t_in - t_out))
-    return best
+    g: float, warm_w: float, bridges: Sequence[Bridge], tail: bool
+) -> tuple[float, PowerState | None]:
+    """Cheapest way for one host to spend a free run of g seconds: (J, the parked state,
+    or None to stay warm). `tail`: the run ends with the trace, so no wake is paid."""
+    best, how = warm_w * g, None
+    for t_in, t_out, e_move, p, s in bridges:
+        if tail and t_in <= g:
+            e_in = e_move * t_in / (t_in + t_out) if t_in + t_out > 0 else 0.0
+            cost = e_in + p * (g - t_in)
+        elif not tail and t_in + t_out <= g:
+            cost = e_move + p * (g - t_in - t_out)
+        else:
+            continue
+        if cost < best:
+            best, how = cost, s
+    return best, how
 
 
 def layered_optimum(pool: Pool, times: Sequence[float], demand: Sequence[float], end: float) -> Optimum:
@@ -67,23 +74,31 @@ def layered_optimum(pool: Pool, times: Sequence[float], demand: Sequence[float],
     bounds = [*times[1:], end]
     n_act = [min(hosts, needed(pool, d / prof.capacity)) for d in demand]
     n_warm = [min(hosts, a + pool.warm) for a in n_act]
-    energy = 0.0
-    dynamic = 0.0
     cap_total = hosts * prof.capacity
-    for t, t_next, d in zip(times, bounds, demand, strict=True):
-        dynamic += dyn_per_cap * min(d, cap_total) * (t_next - t)
+    dynamic = sum(
+        dyn_per_cap * min(d, cap_total) * (t1 - t0) for t0, t1, d in zip(times, bounds, demand, strict=True)
+    )
+    moves: dict[str, int] = {}
 
+    def bridge(g: float, tail: bool) -> float:
+        cost, how = bridge_cost(g, warm_w, bridges, tail)
+        if how is not None:
+            keys = [f"active->{how.value}"] + ([] if tail else [f"{how.value}->active"])
+            for key in keys:
+                moves[key] = moves.get(key, 0) + 1
+        return cost
+
+    energy = 0.0
     for k in range(1, hosts + 1):
         free_since: float | None = None  # start of the current free run, if any
         for t, t_next, a, w in zip(times, bounds, n_act, n_warm, strict=True):
-            dt = t_next - t
             if w >= k:
                 if free_since is not None:
-                    energy += bridge_cost(t - free_since, warm_w, bridges, tail=False)
+                    energy += bridge(t - free_since, tail=False)
                     free_since = None
-                energy += (prof.active_idle if a >= k else warm_w) * dt
+                energy += (prof.active_idle if a >= k else warm_w) * (t_next - t)
             elif free_since is None:
                 free_since = t
         if free_since is not None:
-            energy += bridge_cost(end - free_since, warm_w, bridges, tail=True)
-    return Optimum((energy + dynamic) / 3.6e6, dynamic / 3.6e6, notes)
+            energy += bridge(end - free_since, tail=True)
+    return Optimum((energy + dynamic) / 3.6e6, dynamic / 3.6e6, moves, notes)

@@ -1,0 +1,159 @@
+"""`powerpool simulate`: replay recorded load through the planner, against the optimum
+and the anchor systems' policies, before letting it touch a server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from powerpool.cliutil import HARDWARE, err, friendly, load, out
+from powerpool.errors import NO_VALUE, ConfigError, Problem
+from powerpool.sim.report import (
+    ORDER,
+    Report,
+    run_report,
+    scale_trace,
+    with_hosts,
+    write_plot,
+    write_timeline,
+)
+from powerpool.sim.trace import read_trace
+
+FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.command()
+@click.option("--policy", "policy_path", required=True, type=FILE, help="The pool's policy file.")
+@click.option("--trace", "trace_path", required=True, type=FILE, help="Load trace: CSV or Prometheus JSON.")
+@click.option(
+    "--hosts", type=click.IntRange(1, 100_000), help="Replace the policy's hosts with N of its profile."
+)
+@click.option(
+    "--peak-hosts",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Scale the load so its peak is X host-capacities.",
+)
+@click.option("--column", help="Value column of a CSV with a timestamp column.")
+@click.option("--json", "json_out", type=FILE, help="Write the full report as JSON to this file.")
+@click.option("--timeline", "timeline_out", type=FILE, help="Write powerpool's timeline CSV to this file.")
+@click.option("--plot", "plot_out", type=FILE, help="Write a PNG of demand, warm capacity and power.")
+@click.option("--no-anchors", is_flag=True, help="Skip the anchor systems (faster).")
+@HARDWARE
+@friendly
+def simulate(
+    policy_path: Path,
+    trace_path: Path,
+    hosts: int | None,
+    peak_hosts: float | None,
+    column: str | None,
+    json_out: Path | None,
+    timeline_out: Path | None,
+    plot_out: Path | None,
+    no_anchors: bool,
+    hardware: Path | None,
+) -> None:
+    """Replay a load trace through the planner and compare it with the optimum and the
+    anchors (Slurm, VMware DPM, oVirt, OpenStack Watcher, always-on).
+
+    The same planner and reconcile tick as the live service run against a simulated
+    fleet that takes exactly its hardware profile's time for every transition.
+
+    \b
+    Traces: the canonical CSV (t_s,load), a CSV with an ISO `timestamp` column (pick the
+    value with --column), or a Prometheus range-query JSON export.
+    \b
+    Example:
+      powerpool simulate --policy policies/web.toml --trace nasa.csv \\
+          --hosts 40 --peak-hosts 30 --json report.json --plot report.png
+    """
+    loaded = load((policy_path,), hardware)
+    (bundle,) = loaded.policies.values()
+    pool = with_hosts(bundle.pool, hosts) if hosts else bundle.pool
+    trace = scale_trace(pool, read_trace(trace_path, column), peak_hosts)
+    if peak_hosts is None and max(trace.load) / pool.capacity_per_host > len(pool.hosts):
+        err.print(
+            f"[yellow]note:[/yellow] the trace's peak needs {max(trace.load) / pool.capacity_per_host:.0f} "
+            f"host-capacities but the pool has {len(pool.hosts)} hosts; use --peak-hosts to scale it"
+        )
+    for note in trace.notes:
+        err.print(f"[yellow]note:[/yellow] {trace_path.name}: {note}")
+    with Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(name: str, done: float) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=1.0)
+            bar.update(tasks[name], completed=done)  # type: ignore[arg-type]
+
+        report = run_report(
+            pool,
+            trace,
+            peak_hosts=peak_hosts,
+            anchors=not no_anchors,
+            timeline=bool(timeline_out or plot_out),
+            progress=progress,
+        )
+    report.profile_file = pool.profiles[pool.hosts[0].profile].source
+    _table(report)
+    if json_out:
+        json_out.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+    if timeline_out:
+        write_timeline(report.results["powerpool"], timeline_out)
+    if plot_out:
+        try:
+            write_plot(report, plot_out)
+        except RuntimeError as e:
+            raise ConfigError([Problem(str(plot_out), "", NO_VALUE, str(e))]) from None
+
+
+def _table(report: Report) -> None:
+    data = report.as_json()["results"]
+    on = data["always_on"]["energy_kwh"]
+    days = report.trace.duration / 86400
+    t = Table(
+        title=f"{report.pool.name}: {len(report.pool.hosts)} hosts, {report.trace.name}, {days:.1f} days"
+    )
+    for col in (
+        "policy",
+        "energy kWh",
+        "saving",
+        "share of optimal",
+        "unserved s",
+        "unserved",
+        "short s",
+        "heavy moves/host/day",
+    ):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for name in ORDER:
+        if name not in data:
+            continue
+        r = data[name]
+        heavy = sum(v for k, v in r["transitions"].items() if not _light(k))
+        t.add_row(
+            name,
+            f"{r['energy_kwh']:.1f}",
+            f"{(on - r['energy_kwh']) / on:.1%}" if on else "-",
+            f"{report.share(name):.1%}" if name in report.results else "100%",
+            f"{r['unserved_s']:.0f}",
+            f"{r['unserved_fraction']:.4%}",
+            f"{r['reserve_short_s']:.0f}",
+            f"{heavy / len(report.pool.hosts) / days:.1f}",
+        )
+    out.print(t)
+    out.print(f"wall time {report.wall_s:.1f} s")
+
+
+def _light(kind: str) -> bool:
+    src, _, dst = kind.partition("->")
+    return {src, dst} <= {"active", "freq_scaled"}
