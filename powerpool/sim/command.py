@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import click
+from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -122,19 +123,12 @@ def _table(report: Report) -> None:
     on = data["always_on"]["energy_kwh"]
     days = report.trace.duration / 86400
     t = Table(
-        title=f"{report.pool.name}: {len(report.pool.hosts)} hosts, {report.trace.name}, {days:.1f} days"
+        title=f"{report.pool.name}: {len(report.pool.hosts)} hosts, {report.trace.name}, {days:.1f} days",
+        box=box.SIMPLE_HEAD,
     )
-    for col in (
-        "policy",
-        "energy kWh",
-        "saving",
-        "share of optimal",
-        "unserved s",
-        "unserved",
-        "short s",
-        "heavy moves/host/day",
-    ):
-        t.add_column(col, justify="left" if col == "policy" else "right")
+    t.add_column("policy", no_wrap=True)
+    for col in ("kWh", "saved", "of opt.", "unserved", "short s", "moves"):
+        t.add_column(col, justify="right", no_wrap=True)
     for name in ORDER:
         if name not in data:
             continue
@@ -145,13 +139,16 @@ def _table(report: Report) -> None:
             f"{r['energy_kwh']:.1f}",
             f"{(on - r['energy_kwh']) / on:.1%}" if on else "-",
             f"{report.share(name):.1%}" if name in report.results else "100%",
-            f"{r['unserved_s']:.0f}",
             f"{r['unserved_fraction']:.4%}",
             f"{r['reserve_short_s']:.0f}",
             f"{heavy / len(report.pool.hosts) / days:.1f}",
         )
     out.print(t)
-    out.print(f"wall time {report.wall_s:.1f} s")
+    out.print(
+        "saved: vs always-on; of opt.: share of the optimum's saving; unserved: share of "
+        "demand; short: seconds the warm reserve (needed + warm tier) was short; moves: "
+        f"sleeps and wakes per host per day. Wall time {report.wall_s:.1f} s."
+    )
 
 
 def _light(kind: str) -> bool:

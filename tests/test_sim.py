@@ -1,0 +1,213 @@
+"""The simulator: accounting identities, trace formats, injected faults, the command."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from powerpool.cli import main
+from powerpool.errors import ConfigError
+from powerpool.planner.ladder import needed
+from powerpool.sim.baselines import DPM, OVirt, Slurm, Watcher, always_on
+from powerpool.sim.fleet import COLUMNS, Faults
+from powerpool.sim.oracle import layered_optimum
+from powerpool.sim.report import timeline_energy_kwh, write_timeline
+from powerpool.sim.runner import simulate
+from powerpool.sim.trace import Trace, read_trace
+from tests.conftest import REPO, S, make_pool
+
+
+def wave(days: float = 1.0, step: float = 60.0, peak: float = 8.0, seed: int = 3) -> Trace:
+    rnd = random.Random(seed)
+    t = [i * step for i in range(int(days * 86400 / step))]
+    load = [
+        100.0 * max(0.3, peak * (0.55 - 0.45 * math.cos(2 * math.pi * x / 86400)) * rnd.uniform(0.9, 1.1))
+        for x in t
+    ]
+    return Trace("wave", t, load, step)
+
+
+POOL = dict(min_active=1, peak_hold_s=300.0, idle_before_sleep_s=120.0, min_uptime_s=300.0)
+
+
+def test_timeline_counts_add_up_and_energy_is_the_integral_of_power(tmp_path: Path) -> None:
+    pool = make_pool(12, **POOL)
+    trace = wave()
+    r = simulate(pool, trace, timeline=True)
+    assert r.timeline
+    for row in r.timeline:
+        counts = row[2:-1]
+        assert sum(counts) == 12
+    path = tmp_path / "t.csv"
+    write_timeline(r, path)
+    assert timeline_energy_kwh(path, r.duration_s) == pytest.approx(r.energy_kwh, rel=1e-6)
+    prof = pool.profiles["p"]
+    for row in r.timeline:  # power follows from the counts, the demand and the profile
+        c = dict(zip(COLUMNS, row[2:-1], strict=True))
+        rest = sum(c[s.value] * prof.power[s] for s in S)
+        moving = (c["waking"] + c["entering"]) * prof.active_idle
+        cap_a, cap_f = c["active"], c["freq_scaled"]
+        dyn = (prof.active_peak - prof.active_idle) * (
+            min(row[1], cap_a) + min(max(row[1] - cap_a, 0), cap_f)
+        )
+        assert row[-1] == pytest.approx(rest + moving + dyn, rel=1e-9)
+
+
+def test_powerpool_saves_and_keeps_the_reserve_on_a_daily_cycle() -> None:
+    pool = make_pool(12, **POOL)
+    trace = wave()
+    ours = simulate(pool, trace)
+    on = simulate(pool, trace, always_on)
+    opt = layered_optimum(pool, trace.t, [v / 100.0 for v in trace.load], trace.t[-1] + trace.step)
+    share = (on.energy_kwh - ours.energy_kwh) / (on.energy_kwh - opt.energy_kwh)
+    assert share > 0.7, share
+    assert ours.unserved_fraction < 1e-4
+    assert ours.reserve_short_s < 0.02 * ours.duration_s
+
+
+@pytest.mark.parametrize(
+    "planner", [Slurm(), DPM(), OVirt(), Watcher()], ids=["slurm", "dpm", "ovirt", "watcher"]
+)
+def test_every_anchor_runs_through_the_same_fleet_and_saves_something(planner: object) -> None:
+    pool = make_pool(12, **POOL)
+    trace = wave()
+    r = simulate(pool, trace, planner)  # type: ignore[arg-type]
+    on = simulate(pool, trace, always_on)
+    assert 0 < r.energy_kwh < on.energy_kwh
+    assert sum(r.transitions.values()) > 0
+
+
+def test_a_wake_that_never_completes_fails_and_another_spare_is_woken() -> None:
+    pool = make_pool(10, **POOL)
+    low, high = [100.0] * 120, [450.0] * 60  # 2 hours quiet, then a jump to 6 warm of 10
+    trace = Trace("step", [60.0 * i for i in range(180)], low + high, 60.0)
+    clean = simulate(pool, trace)
+    woken_clean = {k: v for k, v in clean.transitions.items() if k.endswith("->active")}
+    assert woken_clean
+    broken = simulate(pool, trace, faults=Faults(never_wake=frozenset({"h05", "h04"})))
+    assert broken.unserved_s >= clean.unserved_s
+    assert sum(v for k, v in broken.transitions.items() if k.endswith("->active")) > sum(woken_clean.values())
+
+
+def test_a_host_that_dies_is_replaced() -> None:
+    pool = make_pool(6, **POOL)
+    trace = Trace("flat", [60.0 * i for i in range(240)], [250.0] * 240, 60.0)
+    r = simulate(pool, trace, faults=Faults(die_at={"h00": 3600.0, "h01": 3600.0}))
+    assert r.reserve_short_s < 600  # the ladder is refilled within minutes
+
+
+def test_canonical_iso_and_prometheus_traces(tmp_path: Path) -> None:
+    canon = tmp_path / "c.csv"
+    canon.write_text("t_s,load\n0,1.5\n60,\n120,2.5\n180,nan\n240,3\n")
+    tr = read_trace(canon)
+    assert tr.t == [0, 120, 240] and tr.load == [1.5, 2.5, 3.0] and tr.step == 120
+    assert any("2 sample(s)" in n for n in tr.notes)
+    iso = tmp_path / "i.csv"
+    iso.write_text(
+        "timestamp,cpu,mem\n2026-01-01T00:00:00Z,10,1\n2026-01-01T00:05:00Z,20,2\n"
+        "2026-01-01T00:10:00Z,30,3\n2026-01-01T02:00:00Z,40,4\n"
+    )
+    tr = read_trace(iso, column="mem")
+    assert tr.load == [1, 2, 3, 4] and tr.t[-1] == 7200 and tr.step == 300
+    assert any("gap" in n for n in tr.notes)
+    prom = tmp_path / "p.json"
+    prom.write_text(
+        json.dumps(
+            {
+                "status": "success",
+                "data": {
+                    "resultType": "matrix",
+                    "result": [
+                        {"metric": {"i": "a"}, "values": [[1000, "1"], [1015, "2"], [1030, "NaN"]]},
+                        {"metric": {"i": "b"}, "values": [[1000, "3"], [1015, "4"]]},
+                    ],
+                },
+            }
+        )
+    )
+    tr = read_trace(prom)
+    assert tr.t == [0, 15] and tr.load == [4, 6]
+    assert any("2 series were summed" in n for n in tr.notes)
+
+
+def test_bad_traces_say_what_is_wrong(tmp_path: Path) -> None:
+    bad = tmp_path / "b.csv"
+    bad.write_text("when,load\n1,2\n")
+    with pytest.raises(ConfigError, match="t_s or a timestamp"):
+        read_trace(bad)
+    bad.write_text("timestamp,load\nyesterday,2\n")
+    with pytest.raises(ConfigError, match="line 2"):
+        read_trace(bad)
+    with pytest.raises(ConfigError, match="column"):
+        read_trace(bad, column="watts")
+    with pytest.raises(ConfigError, match="not found"):
+        read_trace(tmp_path / "nope.csv")
+
+
+def test_stale_gap_in_a_trace_freezes_sleeps() -> None:
+    pool = make_pool(8, **POOL)
+    t = [60.0 * i for i in range(60)] + [60.0 * i for i in range(200, 260)]
+    trace = Trace("gappy", t, [500.0] * 30 + [100.0] * 30 + [100.0] * 60, 60.0)
+    r = simulate(pool, trace)
+    assert r.unserved_s == 0
+
+
+def test_simulate_command_writes_json_timeline_and_plot(tmp_path: Path) -> None:
+    trace = tmp_path / "w.csv"
+    w = wave(days=0.5)
+    trace.write_text(
+        "t_s,load\n" + "".join(f"{t:g},{v / 100:.4f}\n" for t, v in zip(w.t, w.load, strict=True))
+    )
+    out = tmp_path / "r.json"
+    tl = tmp_path / "t.csv"
+    png = tmp_path / "p.png"
+    args = [
+        "simulate",
+        "--policy",
+        str(REPO / "policies/web.toml"),
+        "--trace",
+        str(trace),
+        "--hosts",
+        "16",
+        "--peak-hosts",
+        "10",
+        "--json",
+        str(out),
+        "--timeline",
+        str(tl),
+        "--plot",
+        str(png),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"powerpool", "always_on", "optimum", "slurm", "dpm", "ovirt", "watcher"}
+    for r in data["results"].values():
+        assert {"energy_kwh", "unserved_s", "unserved_fraction", "reserve_short_s", "transitions"} <= set(r)
+    assert data["pool"]["hosts"] == 16 and data["pool"]["peak_hosts"] == 10
+    assert 0 < data["share_of_optimal_saving"] <= 1
+    assert data["results"]["optimum"]["energy_kwh"] <= data["results"]["powerpool"]["energy_kwh"]
+    assert timeline_energy_kwh(tl, data["pool"]["duration_s"]) == pytest.approx(
+        data["results"]["powerpool"]["energy_kwh"], rel=5e-3
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "powerpool" in result.output and "optimum" in result.output and "watcher" in result.output
+
+
+def test_simulate_command_rejects_a_bad_trace(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("nothing useful\n")
+    result = CliRunner().invoke(
+        main, ["simulate", "--policy", str(REPO / "policies/web.toml"), "--trace", str(bad)]
+    )
+    assert result.exit_code == 2 and "bad.csv" in result.output and "Traceback" not in result.output
+
+
+def test_needed_in_accounting_matches_the_planner() -> None:
+    pool = make_pool(4, target_utilisation=0.8)
+    assert needed(pool, 1.6) == 2 and needed(pool, 1.61) == 3

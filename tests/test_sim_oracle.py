@@ -1,0 +1,118 @@
+"""The layered optimum against an independent exact dynamic programme, and as a bound."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from functools import cache
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from powerpool.model import PowerState
+from powerpool.planner.ladder import needed
+from powerpool.sim.oracle import layered_optimum
+from powerpool.sim.runner import simulate
+from powerpool.sim.trace import Trace
+from tests.conftest import S, make_pool, profile
+
+Phase = tuple[object, ...]
+
+
+def exact_dp(
+    pool, demand: list[float], idle: float, parked: dict[PowerState, tuple[int, int, float, float]]
+) -> float:
+    """Brute-force optimum over whole-slot schedules (slot = 1 s), hosts start warm.
+
+    parked: state -> (enter slots, ready slots, resting W, moving W). A host is warm (W),
+    entering (E, s, slots left), resting (S, s) or waking (U, s, slots left); every slot
+    needs needed(d) + warm tier warm hosts. Independent of the layered method.
+    """
+    hosts = len(pool.hosts)
+    need = [min(hosts, needed(pool, d) + pool.warm) for d in demand]
+
+    def moves(ph: Phase) -> list[Phase]:
+        kind = ph[0]
+        if kind == "W":
+            return [("W",)] + [("E", s, e) for s, (e, _, _, _) in parked.items()]
+        if kind == "E":
+            s, k = ph[1], ph[2]
+            return [("E", s, k - 1)] if k > 1 else [("S", s)]
+        if kind == "S":
+            return [("S", ph[1]), ("U", ph[1], parked[ph[1]][1])]  # type: ignore[index]
+        s, k = ph[1], ph[2]
+        return [("U", s, k - 1)] if k > 1 else [("W",)]
+
+    def cost(ph: Phase) -> float:
+        if ph[0] == "W":
+            return idle
+        return parked[ph[1]][2] if ph[0] == "S" else parked[ph[1]][3]  # type: ignore[index]
+
+    def after(state: tuple[Phase, ...]) -> set[tuple[Phase, ...]]:
+        return {tuple(sorted(c, key=repr)) for c in itertools.product(*(moves(ph) for ph in state))}
+
+    @cache
+    def best(t: int, state: tuple[Phase, ...]) -> float:
+        if t == len(demand):
+            return 0.0
+        if sum(1 for ph in state if ph[0] == "W") < need[t]:
+            return float("inf")
+        return sum(cost(ph) for ph in state) + min(best(t + 1, nxt) for nxt in after(state))
+
+    # every host is warm just before slot 0 and may start entering a state at once
+    return min(best(0, first) for first in after(tuple([("W",)] * hosts)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000))
+def test_layered_optimum_equals_an_exact_dp_on_small_instances(seed: int) -> None:
+    rnd = random.Random(seed)
+    sleep_in, sleep_out = rnd.randint(1, 2), rnd.randint(1, 2)
+    off_in, off_out = rnd.randint(1, 3), rnd.randint(2, 3)
+    prof = profile(
+        active_idle=100.0,
+        active_peak=100.0,  # no serving energy: only the schedule's energy is compared
+        power={S.ACTIVE: 100.0, S.SLEEP: rnd.choice([10.0, 30.0]), S.OFF: 0.0},
+        ready_s={S.ACTIVE: 0.0, S.SLEEP: float(sleep_out), S.OFF: float(off_out)},
+        enter_s={S.ACTIVE: 0.0, S.SLEEP: float(sleep_in), S.OFF: float(off_in)},
+        transition_w={S.SLEEP: rnd.choice([100.0, 150.0]), S.OFF: 120.0},
+    )
+    pool = make_pool(3, prof=prof, allowed=(S.ACTIVE, S.SLEEP, S.OFF), min_active=0, warm=rnd.randint(0, 1))
+    demand = [float(rnd.randint(0, 2)) for _ in range(rnd.randint(4, 10))]
+    parked = {
+        S.SLEEP: (sleep_in, sleep_out, prof.power[S.SLEEP], prof.transition_w[S.SLEEP]),
+        S.OFF: (off_in, off_out, 0.0, 120.0),
+    }
+    joules = exact_dp(pool, demand, 100.0, parked)
+    opt = layered_optimum(pool, [float(t) for t in range(len(demand))], demand, float(len(demand)))
+    assert opt.energy_kwh * 3.6e6 == pytest.approx(joules, rel=1e-9, abs=1e-6)
+
+
+def _wave(days: float, step: float, peak: float, rnd: random.Random) -> Trace:
+    """A day/night load with minute noise, in host-capacities x 100 load units."""
+    import math
+
+    t = [i * step for i in range(int(days * 86400 / step))]
+    load = [
+        100.0 * max(0.3, peak * (0.55 - 0.45 * math.cos(2 * math.pi * x / 86400)) * rnd.uniform(0.9, 1.1))
+        for x in t
+    ]
+    return Trace("wave", t, load, step)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_no_simulated_policy_beats_the_optimum(seed: int) -> None:
+    pool = make_pool(12, min_active=1, peak_hold_s=300.0, idle_before_sleep_s=120.0, min_uptime_s=300.0)
+    trace = _wave(1.0, 60.0, 9.0, random.Random(seed))
+    end = trace.t[-1] + trace.step
+    opt = layered_optimum(pool, trace.t, [v / 100.0 for v in trace.load], end)
+    ours = simulate(pool, trace)
+    assert ours.energy_kwh >= opt.energy_kwh
+    assert ours.energy_kwh < simulate(pool, trace, lambda p, s: _noop(s)).energy_kwh
+
+
+def _noop(snap):  # type: ignore[no-untyped-def]
+    from powerpool.sim.baselines import always_on
+
+    return always_on(None, snap)  # type: ignore[arg-type]
