@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from benchmarks import planner_scale
+from benchmarks import planner_scale, sim_speed, sim_traces
 
 
 def main() -> None:
     planner_scale.main()
+    sim_speed.main()
+    sim_traces.main()
 
 
 if __name__ == "__main__":

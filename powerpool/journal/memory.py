@@ -67,7 +67,13 @@ class MemoryJournal:
         if value is None or observed_at is None:
             return
         t = observed_at.timestamp()
-        if not self.history or t > self.history[-1][0]:
+        if self.history and t <= self.history[-1][0]:
+            return
+        if len(self.history) > 1 and self.history[-1][1] == value == self.history[-2][1]:
+            # A run of equal readings keeps its first and its latest sample: every window
+            # still sees the value while it lasted, and its step up when it began.
+            self.history[-1] = (t, value)
+        else:
             self.history.append((t, value))
         cutoff = t - self._keep_s
         while self.history and self.history[0][0] < cutoff:

@@ -81,9 +81,13 @@ class Report:
 
 
 def with_hosts(pool: Pool, n: int) -> Pool:
-    """The policy with its host list replaced by n hosts of its (first) hardware profile,
-    spread over the failure domains its own hosts use."""
-    base = pool.hosts[0]
+    """The policy with its host list replaced by n hosts of its hardware profile (for a
+    mixed pool: the one carrying most of its capacity), spread over its failure domains."""
+    share: dict[str, float] = {}
+    for h in pool.hosts:
+        share[h.profile] = share.get(h.profile, 0.0) + pool.profiles[h.profile].capacity
+    main = max(sorted(share), key=lambda name: share[name])
+    base = next(h for h in pool.hosts if h.profile == main)
     domains = sorted({h.domains for h in pool.hosts}) or [()]
     hosts = tuple(
         Host(
