@@ -289,3 +289,11 @@ def test_peak_hold_is_the_safety_knob() -> None:
     careful_p = plan(careful, snapshot(careful, 200.0, states, history=jumpy))
     assert careful_p.needed == 4  # 2 now + a 2-host step-up margin, held 5 minutes
     assert careful_p.tiers[0].required == 5  # and the warm spare
+
+
+def test_domain_guard_does_not_freeze_parking_when_no_domain_loss_is_coverable() -> None:
+    """At high load neither rack could carry the pool alone: spares still park."""
+    pool = make_pool(10, racks=2, min_active=1, tiers=(), allowed=(S.ACTIVE, S.UNPOWERED))
+    p = plan(pool, snapshot(pool, 700.0))  # needed 7 + warm 1 of 10 hosts
+    assert list(moves(p).values()).count(S.UNPOWERED) == 2
+    assert not [v for v in p.vetoes if v.rule == "failure-domain"]

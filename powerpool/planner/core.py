@@ -534,7 +534,10 @@ class _DomainGuard:
     """No failure domain may hold more than the rest of the ladder can replace.
 
     If domain D is lost, the hosts outside D that are ready within the ladder's longest
-    deadline must still carry the demand being served now.
+    deadline must still carry the demand being served now. A move may not break that for
+    any domain where it holds; where it cannot hold anyway (a domain carries more than
+    the rest of the pool could), the guard does not block parking, it only keeps the
+    parking order spreading the warm hosts.
     """
 
     def __init__(self, p: _Pass, serving: int) -> None:
@@ -567,7 +570,7 @@ class _DomainGuard:
             self._count()
         for d, cap in self.by_domain.items():
             outside = self.total - v.cap - (cap - v.cap if d in v.host.domains else cap)
-            if outside < self.serving - EPS:
+            if outside < self.serving - EPS <= self.total - cap:
                 self.why = f"losing {d} would leave {outside:g} ready of {self.serving} serving"
                 return False
         return True
