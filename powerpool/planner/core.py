@@ -41,7 +41,6 @@ from powerpool.planner.ladder import (
     EPS,
     PoolTable,
     ProfileTable,
-    availability,
     needed,
     requirements,
     table,
@@ -102,6 +101,11 @@ class _Pass:
     tab: PoolTable
     views: list[_View]
     budget: _Budget
+    have_goal: list[float] = field(default_factory=list)  # ready within each point, wakes landed
+    have_now: list[float] = field(default_factory=list)  # the same, counted pessimistically
+    active: float = 0.0  # capacity serving at full speed (or about to)
+    warm: list[_View] = field(default_factory=list)  # resting warm, in serving order
+    parked: list[_View] = field(default_factory=list)  # resting parked, with a deeper state
     actions: list[Action] = field(default_factory=list)
     refused_spans: dict[tuple[int, int], tuple[float, int]] = field(default_factory=dict)
     vetoes: list[Veto] = field(default_factory=list)
@@ -161,6 +165,15 @@ def _view(
     return v
 
 
+def _running(diff: list[float]) -> list[float]:
+    """Prefix sums of a diff array, without its overflow slot."""
+    out, run = [], 0.0
+    for d in diff[:-1]:
+        run += d
+        out.append(run)
+    return out
+
+
 def _demand(pool: Pool, snap: Snapshot) -> tuple[bool, float, list[tuple[float, float]]]:
     """(stale, demand now, history as (seconds relative to now, demand))."""
     scale = 1.0 / pool.capacity_per_host
@@ -201,12 +214,23 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     pdu_busy: dict[str, int] = defaultdict(int)
     unreachable = 0
     ok = Health.OK
+    # One pass gathers what both phases need: availability, serving capacity, and the
+    # warm and parked hosts in serving order.
+    n_points = len(tab.points)
+    goal_diff = [0.0] * (n_points + 1)
+    now_diff = [0.0] * (n_points + 1)
+    index, index_of = tab.index, tab.index_of
+    active = 0.0
+    warm: list[_View] = []
+    parked: list[_View] = []
     for h, pt, pdus in tab.hosts:
         o = by_name.get(h.name)
         if o is None:
             missing.append(h.name)
             continue
-        ready = pt.ready.get(o.state)
+        state = o.state
+        ready = pt.ready.get(state)
+        cap = pt.cap
         if (
             ready is not None
             and o.transition is None
@@ -214,15 +238,29 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
             and o.health is ok
             and not h.excluded
         ):
-            views.append(_View(h, o, o.state, pt, pt.profile.capacity, ready, ready, pdus))
-            continue  # the common case: a free host at rest
-        views.append(_view(pool, h, pt, pdus, o, now))
-        tr = o.transition
-        if tr is not None and not _light(o.state, tr.to):
-            for pdu in pdus:
-                pdu_busy[pdu] += 1
-        if o.health is Health.UNKNOWN:
-            unreachable += 1
+            v = _View(h, o, state, pt, cap, ready, ready, pdus)  # the common case: a free host at rest
+        else:
+            v = _view(pool, h, pt, pdus, o, now)
+            tr = o.transition
+            if tr is not None and not _light(state, tr.to):
+                for pdu in pdus:
+                    pdu_busy[pdu] += 1
+            if o.health is Health.UNKNOWN:
+                unreachable += 1
+        views.append(v)
+        g, r = v.ready_goal, v.ready_now
+        if g != INF:
+            i = index.get(g)
+            goal_diff[index_of(g) if i is None else i] += cap
+            if g == 0.0 and (state is A or (o.transition is not None and o.transition.to is A)):
+                active += cap
+        if r != INF:
+            i = index.get(r)
+            now_diff[index_of(r) if i is None else i] += cap
+            if r == 0.0:
+                warm.append(v)
+            elif o.transition is None and state not in WARM and pt.deeper[state]:
+                parked.append(v)
 
     minute_ago = now - timedelta(seconds=60)
     recent = [r for r in snap.recent if r.at > minute_ago]
@@ -233,6 +271,8 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
         pdu_free={p: pool.max_ops_per_pdu - pdu_busy[p] for p in all_pdus},
     )
     p = _Pass(pool, snap, tab, views, budget)
+    p.have_goal, p.have_now = _running(goal_diff), _running(now_diff)
+    p.active, p.warm, p.parked = active, warm, parked
     if missing:
         p.notes.append(f"no observation for {len(missing)} host(s): {', '.join(missing[:5])}")
 
@@ -283,14 +323,8 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
 
 def _wake(p: _Pass, req: list[int], serving: int) -> None:
     tab, views = p.tab, p.views
-    have = availability(tab, [(v.ready_goal, v.cap) for v in views])
-
-    # Serving hosts should run at full speed: un-scale the cheapest spares first.
-    active = sum(
-        v.cap
-        for v in views
-        if v.ready_goal == 0.0 and (v.state is A or (v.obs.transition and v.obs.transition.to is A))
-    )
+    have = p.have_goal
+    active = p.active  # serving hosts should run at full speed: un-scale the cheapest spares
     if active < serving - EPS:
         for v in views:  # views are in serving order: the most efficient come first
             if active >= serving - EPS:
@@ -347,15 +381,16 @@ def _park(
     margin: float,
 ) -> list[float]:
     """Move spares down; return what is ready within each point afterwards."""
-    pool, tab, now = p.pool, p.tab, p.snap.now
-    have = availability(tab, [(v.ready_now, v.cap) for v in p.views])
+    pool, now = p.pool, p.snap.now
+    have = p.have_now
     woken = {a.host for a in p.actions}
     domains = _DomainGuard(p, serving)
 
-    # Warm hosts in the order they keep serving: most efficient first.
-    # Views are in serving order already (most efficient first); just-woken hosts serve.
-    warm = [v for v in p.views if v.ready_now == 0.0 and v.host.name in woken]
-    warm += [v for v in p.views if v.ready_now == 0.0 and v.host.name not in woken]
+    # Warm hosts in the order they keep serving: most efficient first (views are in
+    # serving order already); hosts un-scaled this tick serve first.
+    warm = p.warm
+    if woken:
+        warm = [v for v in warm if v.host.name in woken] + [v for v in warm if v.host.name not in woken]
     kept = 0.0
     spares: list[_View] = []
     for v in warm:
@@ -365,10 +400,7 @@ def _park(
             spares.append(v)
     spares = _interleave_domains(list(reversed(spares)))
 
-    parked = sorted(
-        (v for v in p.views if v.state not in WARM and v.obs.transition is None and v.tab.deeper[v.state]),
-        key=lambda v: (-v.state.depth, v.host.name),
-    )
+    parked = sorted(p.parked, key=lambda v: (-v.state.depth, v.host.name))
     idle_for: _IdleLookup | None = None  # built on first use: many ticks have no spare
 
     for v in parked:

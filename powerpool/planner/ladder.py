@@ -34,6 +34,7 @@ class ProfileTable:
     parked_ready: dict[PowerState, float]  # entering + ready: pessimistic while entering
     break_even: dict[PowerState, float]
     efficiency: float  # watts per unit capacity at peak: lower serves cheaper
+    cap: float  # the profile's capacity
     park_targets: tuple[PowerState, ...]  # allowed, supported, non-warm; deepest first
     deeper: dict[PowerState, tuple[PowerState, ...]]  # park targets reachable directly
     worth: dict[PowerState, str]  # why a state is worth going to, for reasons
@@ -86,6 +87,7 @@ def _build(pool: Pool) -> PoolTable:
             parked_ready=parked_ready,
             break_even=be,
             efficiency=p.active_peak / p.capacity,
+            cap=p.capacity,
             park_targets=targets,
             deeper={
                 src: tuple(t for t in targets if t.depth > src.depth and can_transition(src, t))
