@@ -294,12 +294,15 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
             "sleeps stopped, waking to the whole ladder"
         )
 
-    _wake(p, req_wake, needed(pool, fc[0]))
+    # Hosts the demand needs now serve at full speed; those kept warm for the forecast
+    # margin idle frequency-scaled (still warm: they take a burst at once).
+    serving = needed(pool, current)
+    _wake(p, req_wake, serving)
     frozen = ("stale-load", "load data is stale") if stale else None
     if tripped:
         frozen = ("breaker", f"{failures} failures within the breaker window")
     # What parking leaves is the pessimistic picture: sleeps counted, wakes not yet.
-    have = _park(p, req_park, needed(pool, fc[0]), hist, frozen, margin)
+    have = _park(p, req_park, serving, hist, frozen, margin)
     tiers = [TierStatus("warm", 0.0, req_wake[0], have[0])]
     for t in pool.tiers:
         i = tab.index_of(t.within_s)
