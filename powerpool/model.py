@@ -231,7 +231,7 @@ class Plan:
     vetoes: tuple[Veto, ...]
     demand: float  # host-capacities now
     forecast: float  # host-capacities over the wake horizon
-    needed: int
+    needed: int  # hosts the current demand needs at target utilisation
     tiers: tuple[TierStatus, ...]
     notes: tuple[str, ...] = ()
 

@@ -315,7 +315,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
         vetoes=tuple(p.vetoes),
         demand=current,
         forecast=fc[-1],
-        needed=needed(pool, fc[0]),
+        needed=serving,
         tiers=tuple(tiers),
         notes=tuple(p.notes),
     )
