@@ -42,6 +42,11 @@ def _off_state(pool: Pool) -> PowerState:
     return max((s for s in PARKED_STATES if s in pool.allowed), key=lambda s: s.depth, default=A)
 
 
+def _on_period(snap: Snapshot, pool: Pool, period_s: float) -> bool:
+    """True on the tick where a controller with this run period evaluates."""
+    return snap.now.timestamp() % period_s < pool.tick_s
+
+
 def _peak(snap: Snapshot, pool: Pool, window_s: float) -> float:
     """Peak demand (host-capacities) over the window, including the current reading."""
     since = snap.now.timestamp() - window_s
@@ -127,7 +132,7 @@ class DPM:
     period_s: float = 300.0
 
     def __call__(self, pool: Pool, snap: Snapshot) -> Plan:
-        if snap.now.timestamp() % self.period_s >= pool.tick_s:
+        if not _on_period(snap, pool, self.period_s):
             return _empty(snap, [])
         c = _count(snap)
         cap = pool.profiles[pool.hosts[0].profile].capacity
@@ -164,7 +169,7 @@ class OVirt:
     maintenance: set[str] = field(default_factory=set)
 
     def __call__(self, pool: Pool, snap: Snapshot) -> Plan:
-        if snap.now.timestamp() % self.period_s >= pool.tick_s:
+        if not _on_period(snap, pool, self.period_s):
             return _empty(snap, [])
         c = _count(snap)
         cap = pool.profiles[pool.hosts[0].profile].capacity
@@ -198,7 +203,7 @@ class Watcher:
     period_s: float = 300.0
 
     def __call__(self, pool: Pool, snap: Snapshot) -> Plan:
-        if snap.now.timestamp() % self.period_s >= pool.tick_s:
+        if not _on_period(snap, pool, self.period_s):
             return _empty(snap, [])
         c = _count(snap)
         demand = (snap.load or 0.0) / pool.capacity_per_host
