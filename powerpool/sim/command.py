@@ -127,7 +127,7 @@ def _table(report: Report) -> None:
         box=box.SIMPLE_HEAD,
     )
     t.add_column("policy", no_wrap=True)
-    for col in ("kWh", "saved", "of opt.", "unserved", "short s", "moves"):
+    for col in ("kWh", "saved", "of opt.", "unserved", "uns. s", "short s", "moves"):
         t.add_column(col, justify="right", no_wrap=True)
     for name in ORDER:
         if name not in data:
@@ -140,14 +140,15 @@ def _table(report: Report) -> None:
             f"{(on - r['energy_kwh']) / on:.1%}" if on else "-",
             f"{report.share(name):.1%}" if name in report.results else "100%",
             f"{r['unserved_fraction']:.4%}",
+            f"{r['unserved_s']:.0f}",
             f"{r['reserve_short_s']:.0f}",
             f"{heavy / len(report.pool.hosts) / days:.1f}",
         )
     out.print(t)
     out.print(
         "saved: vs always-on; of opt.: share of the optimum's saving; unserved: share of "
-        "demand; short: seconds the warm reserve (needed + warm tier) was short; moves: "
-        f"sleeps and wakes per host per day. Wall time {report.wall_s:.1f} s."
+        "demand, and seconds with any; short: seconds the warm reserve (needed + warm tier) "
+        f"was short; moves: sleeps and wakes per host per day. Wall time {report.wall_s:.1f} s."
     )
 
 
