@@ -536,7 +536,7 @@ def _idle_by_rank(pool: Pool, hist: list[tuple[float, float]], warm_now: int, ma
             for x in range(max(level, 0), lvl):
                 last_needed.setdefault(x, -t)  # spare at level x was needed -t seconds ago
             level = lvl
-    span = -hist[0][0] if hist else INF
+    span = max(0.0, -hist[0][0]) if hist else INF
     return _IdleLookup(last_needed, warm_now, span)
 
 
