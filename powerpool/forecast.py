@@ -8,6 +8,7 @@ the recent trend (a ramp keeps ramping), and the operator's schedule windows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -97,27 +98,30 @@ def _in_window(w: Window, local: datetime) -> bool:
     return minute < w.end_min and (local.weekday() - 1) % 7 in w.days
 
 
-def window_floor(pool: Pool, now: datetime, horizon_s: float) -> int:
-    """Most warm hosts any schedule window asks for between now and now + horizon.
-
-    Windows are checked at their start times as well as at both ends, so a window that
-    opens within the horizon is seen early enough to wake slow hosts for it.
-    """
+def window_floors(pool: Pool, now: datetime, horizons: Sequence[float]) -> list[int]:
+    """For each horizon h: the most warm hosts any schedule window asks for between now
+    and now + h. A window counts if it is open now or opens within h, so slow hosts are
+    woken early enough for it. One pass per plan serves every horizon."""
+    out = [0] * len(horizons)
     if not pool.windows:
-        return 0
+        return out
     local = now.astimezone(pool.tz)
-    end = local + timedelta(seconds=horizon_s)
-    best = 0
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     for w in pool.windows:
-        if w.min_warm <= best:
-            continue
-        probes = [local, end]
-        day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        while day <= end:
+        opens_in = 0.0 if _in_window(w, local) else math.inf
+        d = 0
+        while opens_in == math.inf and d < 8:
+            day = midnight + timedelta(days=d)
             start = day + timedelta(minutes=w.start_min)
-            if local <= start <= end:
-                probes.append(start)
-            day += timedelta(days=1)
-        if any(_in_window(w, p) for p in probes):
-            best = w.min_warm
-    return best
+            if day.weekday() in w.days and start > local:
+                opens_in = (start - local).total_seconds()
+            d += 1
+        for i, h in enumerate(horizons):
+            if opens_in <= h and w.min_warm > out[i]:
+                out[i] = w.min_warm
+    return out
+
+
+def window_floor(pool: Pool, now: datetime, horizon_s: float) -> int:
+    """window_floors for a single horizon."""
+    return window_floors(pool, now, [horizon_s])[0]

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from powerpool.forecast import forecast, max_step_up, peak_since
+from powerpool.forecast import forecast, max_step_up, peak_since, window_floors
 from powerpool.model import (
     WARM_STATES as WARM,
 )
@@ -280,12 +280,13 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s, pool.peak_hold_s)
     failures = _failed_recently(pool, snap) + unreachable
     tripped = failures >= pool.breaker_failures
-    req_wake = requirements(pool, tab, fc, now, safe=tripped)
+    floors = window_floors(pool, now, tab.points)
+    req_wake = requirements(pool, tab, fc, floors, safe=tripped)
     # Sleeps must agree with wakes: the same margin over the idle window's peak, so a
     # host woken for the margin never looks idle the moment the margin is met.
     margin = max_step_up(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
     idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
-    req_park = requirements(pool, tab, [max(f, idle_peak) for f in fc], now, safe=tripped)
+    req_park = requirements(pool, tab, [max(f, idle_peak) for f in fc], floors, safe=tripped)
     if stale:
         p.notes.append("load is stale or missing: every sleep is frozen, wakes still allowed")
     if tripped:

@@ -12,9 +12,7 @@ import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
-from powerpool.forecast import window_floor
 from powerpool.model import LADDER, Host, Pool, PowerState, Profile, Tier, can_transition, fmt_duration
 
 EPS = 1e-9
@@ -124,7 +122,7 @@ def _build(pool: Pool) -> PoolTable:
 
 
 def requirements(
-    pool: Pool, tab: PoolTable, forecast: Sequence[float], now: datetime, safe: bool
+    pool: Pool, tab: PoolTable, forecast: Sequence[float], floors: Sequence[int], safe: bool
 ) -> list[int]:
     """R(h) at each point: needed for the demand forecast, plus the warm tier, plus every
     tier due within h, and at least any schedule window's floor.
@@ -137,15 +135,14 @@ def requirements(
     out: list[int] = []
     running = 0
     last = len(tab.points) - 1
-    windows = bool(pool.windows)
     for i, due in enumerate(tab.due):
         j = i + 1 if i < last else last
         n = needed(pool, forecast[j])
         r = n + pool.warm
         for t in due:
             r += t.extra(n)
-        if windows:
-            r = max(r, window_floor(pool, now, tab.points[j]))
+        if floors[j] > r:
+            r = floors[j]  # a schedule window's floor (see forecast.window_floors)
         if r > running:
             running = r
         out.append(running)
