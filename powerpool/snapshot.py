@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,7 +121,3 @@ def check_hosts(snap: Snapshot, known: set[str], file: str) -> None:
     unknown = [h.name for h in snap.hosts if h.name not in known]
     if unknown:
         raise ConfigError([Problem(file, "hosts", unknown[:5], "not in the policy's host list")])
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

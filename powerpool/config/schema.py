@@ -22,7 +22,7 @@ from powerpool.config.types import (
     parse_clock,
     parse_days,
 )
-from powerpool.model import PARKED_STATES, PowerState
+from powerpool.model import PowerState
 
 # -- hardware/servers/*.toml ------------------------------------------------------------
 
@@ -340,6 +340,3 @@ class PolicyFile(BaseModel):
         if not self.hosts and self.inventory is None:
             raise ValueError("a policy needs [[hosts]] or inventory = 'file.toml'")
         return self
-
-
-PARKED = PARKED_STATES

@@ -1,4 +1,4 @@
-"""The reserve ladder as numbers: evaluation points, requirements and availability.
+"""The reserve ladder as numbers: evaluation points, requirements and per-profile tables.
 
 Every rule of the ladder has the same shape: "capacity ready within h seconds must be at
 least R(h)". The planner evaluates it at a few points h (0 for the warm floor, each
@@ -148,20 +148,4 @@ def requirements(
         out.append(running)
     if safe:
         out = [max(r, out[-1]) for r in out]
-    return out
-
-
-def availability(tab: PoolTable, entries: Sequence[tuple[float, float]]) -> list[float]:
-    """Capacity ready within each point, from (ready_s, capacity) pairs."""
-    diff = [0.0] * (len(tab.points) + 1)
-    known = tab.index
-    for ready, cap in entries:
-        if ready != math.inf:
-            i = known.get(ready)
-            diff[tab.index_of(ready) if i is None else i] += cap
-    out: list[float] = []
-    run = 0.0
-    for d in diff[:-1]:
-        run += d
-        out.append(run)
     return out
