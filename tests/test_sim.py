@@ -43,6 +43,10 @@ def test_timeline_counts_add_up_and_energy_is_the_integral_of_power(tmp_path: Pa
     for row in r.timeline:
         counts = row[2:-1]
         assert sum(counts) == 12
+    sample_times = {trace.t[0] + x for x in trace.t}
+    row_times = {row[0] - r.timeline[0][0] for row in r.timeline}
+    assert sample_times <= row_times  # a row at every trace sample ...
+    assert len(row_times) > len(sample_times)  # ... and at every change of the counts
     path = tmp_path / "t.csv"
     write_timeline(r, path)
     assert timeline_energy_kwh(path, r.duration_s) == pytest.approx(r.energy_kwh, rel=1e-6)
@@ -211,3 +215,12 @@ def test_simulate_command_rejects_a_bad_trace(tmp_path: Path) -> None:
 def test_needed_in_accounting_matches_the_planner() -> None:
     pool = make_pool(4, target_utilisation=0.8)
     assert needed(pool, 1.6) == 2 and needed(pool, 1.61) == 3
+
+
+def test_the_timeline_has_a_row_at_every_sample_even_when_the_load_repeats() -> None:
+    pool = make_pool(6, **POOL)
+    trace = Trace("flat", [60.0 * i for i in range(120)], [250.0] * 120, 60.0)
+    r = simulate(pool, trace, timeline=True)
+    assert r.timeline
+    t0 = r.timeline[0][0]
+    assert {60.0 * i for i in range(120)} <= {row[0] - t0 for row in r.timeline}
