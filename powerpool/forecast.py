@@ -46,17 +46,20 @@ def trend_per_s(history: Sequence[tuple[float, float]], since: float) -> float:
     return (n * stv - st * sv) / den
 
 
-def max_step_up(history: Sequence[tuple[float, float]], since: float) -> float:
-    """Largest rise between consecutive samples at or after `since` (0 if none)."""
-    rise = 0.0
+def step_up_margin(history: Sequence[tuple[float, float]], since: float) -> float:
+    """The rise between consecutive samples at or after `since` that the pool should
+    expect again: the second largest, so that one outlier does not set the margin (the
+    largest when there is only one; 0 when there is none)."""
+    first = second = 0.0
     later: float | None = None
     for t, v in reversed(history):
         if t < since:
             break
-        if later is not None and later - v > rise:
+        if later is not None and later - v > second:
             rise = later - v
+            first, second = (rise, first) if rise > first else (first, rise)
         later = v
-    return rise
+    return second if second > 0 else first
 
 
 def forecast(
@@ -69,7 +72,7 @@ def forecast(
 ) -> list[float]:
     """Demand to provision for at each horizon (seconds ahead, ascending).
 
-    F(h) = max(peak over the last max(h, hold_s) seconds, current + the largest step-up
+    F(h) = max(peak over the last max(h, hold_s) seconds, current + the step-up margin
     seen within the last hold_s, current + rising trend x h), so it never decreases with h:
     a host that takes h to wake is provisioned for the worst of what recent history says
     the next h seconds may bring. `hold_s` is the operator's safety knob: how long a recent
@@ -77,7 +80,7 @@ def forecast(
     """
     slope = max(0.0, trend_per_s(history, now - trend_window_s))
     out: list[float] = []
-    best = current + max_step_up(history, now - hold_s) if hold_s > 0 else current
+    best = current + step_up_margin(history, now - hold_s) if hold_s > 0 else current
     i = len(history)
     for h in horizons:  # ascending, so the peak-hold window only ever widens
         while i > 0 and history[i - 1][0] >= now - max(h, hold_s):

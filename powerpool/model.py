@@ -294,7 +294,7 @@ class Pool:
     breaker_window_s: float = 600.0
     wake_margin_s: float = 30.0
     trend_window_s: float = 600.0
-    peak_hold_s: float = 300.0
+    peak_hold_s: float = 600.0
     spread_domains: bool = True
 
 

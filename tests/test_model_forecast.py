@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from powerpool.config.types import parse_clock, parse_days, parse_duration
-from powerpool.forecast import forecast, peak_since, trend_per_s, window_floor
+from powerpool.forecast import forecast, peak_since, step_up_margin, trend_per_s, window_floor
 from powerpool.model import PowerState, Window, can_transition, fmt_duration
 from tests.conftest import S, make_pool, profile
 
@@ -85,3 +85,13 @@ def test_human_durations_days_and_clock_times() -> None:
     with pytest.raises(ValueError):
         parse_clock("25:00")
     assert fmt_duration(600) == "10m" and fmt_duration(90) == "90s" and fmt_duration(7200) == "2h"
+
+
+def test_step_up_margin_ignores_one_outlier() -> None:
+    calm = [(-300.0, 5.0), (-240.0, 6.0), (-180.0, 5.5), (-120.0, 6.5), (-60.0, 6.0)]
+    assert step_up_margin(calm, -400.0) == pytest.approx(1.0)  # rises 1.0 and 1.0
+    spiky = [*calm, (-30.0, 16.0), (-10.0, 6.0)]  # one 10-host spike
+    assert step_up_margin(spiky, -400.0) == pytest.approx(1.0)  # the outlier does not set it
+    assert step_up_margin([(-60.0, 1.0), (-10.0, 4.0)], -400.0) == pytest.approx(3.0)  # only one
+    assert step_up_margin([(-60.0, 4.0), (-10.0, 1.0)], -400.0) == 0.0  # no rise at all
+    assert step_up_margin(spiky, -20.0) == 0.0  # outside the window

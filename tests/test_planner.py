@@ -273,7 +273,7 @@ def test_missing_observations_are_noted_not_guessed() -> None:
 
 
 def test_peak_hold_is_the_safety_knob() -> None:
-    """A recent peak (and the largest recent step-up) is provisioned for peak_hold."""
+    """A recent peak (and a recent step-up) is provisioned for peak_hold."""
     hist = ((240.0, 500.0), (180.0, 200.0), (120.0, 200.0), (10.0, 200.0))
     states = {f"h{i:02d}": S.SLEEP for i in range(3, 10)}
     relaxed = make_pool(10, peak_hold_s=0.0)

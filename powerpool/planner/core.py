@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from powerpool.forecast import forecast, max_step_up, peak_since, window_floors
+from powerpool.forecast import forecast, peak_since, step_up_margin, window_floors
 from powerpool.model import (
     WARM_STATES as WARM,
 )
@@ -284,7 +284,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     req_wake = requirements(pool, tab, fc, floors, safe=tripped)
     # Sleeps must agree with wakes: the same margin over the idle window's peak, so a
     # host woken for the margin never looks idle the moment the margin is met.
-    margin = max_step_up(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
+    margin = step_up_margin(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
     idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
     req_park = requirements(pool, tab, [max(f, idle_peak) for f in fc], floors, safe=tripped)
     if stale:
