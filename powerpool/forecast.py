@@ -69,6 +69,7 @@ def forecast(
     horizons: Sequence[float],
     trend_window_s: float,
     hold_s: float = 0.0,
+    step_up: float = 0.0,
 ) -> list[float]:
     """Demand to provision for at each horizon (seconds ahead, ascending).
 
@@ -76,11 +77,12 @@ def forecast(
     seen within the last hold_s, current + rising trend x h), so it never decreases with h:
     a host that takes h to wake is provisioned for the worst of what recent history says
     the next h seconds may bring. `hold_s` is the operator's safety knob: how long a recent
-    peak, or a recent jump, is assumed to come back.
+    peak, or a recent jump, is assumed to come back; `step_up` is that jump, from
+    `step_up_margin` (the caller computes it once and uses it for sleeps too).
     """
     slope = max(0.0, trend_per_s(history, now - trend_window_s))
     out: list[float] = []
-    best = current + step_up_margin(history, now - hold_s) if hold_s > 0 else current
+    best = current + step_up
     i = len(history)
     for h in horizons:  # ascending, so the peak-hold window only ever widens
         while i > 0 and history[i - 1][0] >= now - max(h, hold_s):

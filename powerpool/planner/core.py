@@ -277,14 +277,14 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
         p.notes.append(f"no observation for {len(missing)} host(s): {', '.join(missing[:5])}")
 
     stale, current, hist = _demand(pool, snap)
-    fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s, pool.peak_hold_s)
+    # Wakes and sleeps share one margin, so a host woken for it never looks idle the
+    # moment it is met.
+    margin = step_up_margin(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
+    fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s, pool.peak_hold_s, margin)
     failures = _failed_recently(pool, snap) + unreachable
     tripped = failures >= pool.breaker_failures
     floors = window_floors(pool, now, tab.points)
     req_wake = requirements(pool, tab, fc, floors, safe=tripped)
-    # Sleeps must agree with wakes: the same margin over the idle window's peak, so a
-    # host woken for the margin never looks idle the moment the margin is met.
-    margin = step_up_margin(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
     idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
     req_park = requirements(pool, tab, [max(f, idle_peak) for f in fc], floors, safe=tripped)
     if stale:
@@ -477,7 +477,7 @@ def _try(
     for dst in targets:
         if dst == v.state:
             break
-        light = src_warm and dst in WARM
+        light = _light(v.state, dst)
         if over_budget and not light:
             first_refusal = first_refusal or (dst, *over_budget)
             continue  # only light moves (active <-> freq_scaled) remain possible

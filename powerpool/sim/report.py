@@ -125,9 +125,9 @@ def run_report(
     scale = 1.0 / pool.capacity_per_host
     end = trace.t[-1] + trace.step
     optimum = layered_optimum(pool, trace.t, [v * scale for v in trace.load], end)
-    runs: dict[str, object] = {"powerpool": plan, "always_on": baselines()["always_on"]}
-    if anchors:
-        runs.update(baselines())
+    anchor_runs = baselines()
+    runs: dict[str, object] = {"powerpool": plan}
+    runs.update(anchor_runs if anchors else {"always_on": anchor_runs["always_on"]})
     results: dict[str, Result] = {}
     for name, planner in runs.items():
         tick = (lambda f, n=name: progress(n, f)) if progress else None
