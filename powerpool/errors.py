@@ -2,10 +2,14 @@
 
 PowerpoolError
 ├── ConfigError            bad policy/hardware input; carries every Problem found
+├── SecretError            a secret reference (env:, file:, credential:) cannot be read
 ├── ChannelError           a channel operation failed (host, channel, operation)
 │   ├── TransientChannelError   retry, then fall back to the next channel
+│   │   ├── NoAnswer            the peer did not answer in time (down, or wrong community)
+│   │   └── TransitionTimeout   the command went out but the goal state was not verified
 │   └── FatalChannelError       never retried: the host is quarantined with the reason
-├── TransitionTimeout      a transition was not verified before its deadline
+│       ├── AuthFailed          credentials or a pinned host key were refused
+│       └── Refused             the peer refused the operation (no such object, no sudo right)
 └── LeadershipLost         this controller no longer holds the pool's lease
 """
 
@@ -64,11 +68,27 @@ class TransientChannelError(ChannelError):
     pass
 
 
+class NoAnswer(TransientChannelError):
+    pass
+
+
+class TransitionTimeout(TransientChannelError):
+    pass
+
+
 class FatalChannelError(ChannelError):
     pass
 
 
-class TransitionTimeout(PowerpoolError):
+class AuthFailed(FatalChannelError):
+    pass
+
+
+class Refused(FatalChannelError):
+    pass
+
+
+class SecretError(PowerpoolError):
     pass
 
 

@@ -251,8 +251,9 @@ class PduSpec(BaseModel):
     priv_protocol: Literal["aes128", "aes192", "aes256"] = "aes128"
     read_community: SecretRef | None = None
     write_community: SecretRef | None = None
-    max_ops: int = Field(default=1, ge=1)
-    settle: Duration = 2.0
+    context: str = ""  # SNMPv3 context name, where the agent serves several PDUs
+    max_ops: int = Field(default=1, ge=1)  # requests in flight to this agent at once
+    settle: Duration = 2.0  # least time between two commands to one outlet
 
     @field_validator("snmp_version", mode="before")
     @classmethod
