@@ -91,10 +91,12 @@ class Channel:
         done: Callable[[T], bool],
         deadline_s: float,
         interval_s: float = 0.5,
+        started: float | None = None,
     ) -> T:
-        """Poll `read` until `done` or the deadline; a read that fails transiently counts as
-        'not there yet' (a host entering S3 stops answering), a fatal one ends it."""
-        end = time.monotonic() + deadline_s
+        """Poll `read` until `done` or `deadline_s` after `started` (default: now); a read
+        that fails transiently counts as 'not there yet' (a host entering S3 stops
+        answering), a fatal one ends it."""
+        end = (time.monotonic() if started is None else started) + deadline_s
         last: T | None = None
         seen = "nothing readable"
         while True:

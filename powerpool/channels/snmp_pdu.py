@@ -239,7 +239,8 @@ class PduChannel(Channel):
     def __init__(
         self, snmp: Snmp, target: PduTarget, profile: PduProfile | None = None, poll_s: float = 0.25
     ) -> None:
-        super().__init__(CallPolicy(timeout_s=snmp.timeout_s * (snmp.retries + 1) + 1.0, retries=0))
+        # pysnmp times out first; this outer bound only catches a wedged dispatcher
+        super().__init__(CallPolicy(timeout_s=snmp.timeout_s * (snmp.retries + 1) * 2 + 2.0, retries=0))
         self.snmp, self.target, self.profile, self.poll_s = snmp, target, profile, poll_s
         self.sys_object_id = ""
         self._last_command: dict[int, float] = {}
@@ -330,9 +331,7 @@ class PduChannel(Channel):
             settled = time.monotonic() - start >= self.target.settle_s
             return s == goal and (command != "cycle" or seen_off[0] or settled)
 
-        await self.verify(
-            target, command, lambda: self.state(n), reached, deadline_s - (time.monotonic() - start), self.poll_s
-        )
+        await self.verify(target, command, lambda: self.state(n), reached, deadline_s, self.poll_s, start)
         return Outcome(target, goal, False, time.monotonic() - start, self.name)
 
     async def _space(self, n: int) -> None:
