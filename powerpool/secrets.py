@@ -24,7 +24,9 @@ def resolve(ref: str) -> str:
     if kind == "credential":
         base = os.environ.get("CREDENTIALS_DIRECTORY")
         if not base:
-            raise SecretError(f"{ref}: CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)")
+            raise SecretError(
+                f"{ref}: CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential=)"
+            )
         return _read(Path(base) / name, ref)
     raise SecretError(f"{ref}: expected env:NAME, file:/path or credential:NAME")
 

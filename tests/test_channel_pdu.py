@@ -17,7 +17,14 @@ import pytest
 from powerpool.channels.pdu_profile import PduProfile, load_pdu_profiles
 from powerpool.channels.snmp_pdu import PduChannel, PduTarget, Snmp
 from powerpool.errors import AuthFailed, NoAnswer, Refused, TransitionTimeout
-from powerpool.lab.snmp_agent import EmulatedOutlet, SnmpAgent, V3User, parse_snmprec, pdu_records, render_snmprec
+from powerpool.lab.snmp_agent import (
+    EmulatedOutlet,
+    SnmpAgent,
+    V3User,
+    parse_snmprec,
+    pdu_records,
+    render_snmprec,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = load_pdu_profiles(ROOT / "hardware" / "pdus")
@@ -40,7 +47,10 @@ CAPTURES = {
 
 
 def family_outlets() -> list[EmulatedOutlet]:
-    out = [EmulatedOutlet(n, "off" if n in OFF_AT_START else "on", name=f"srv-{n:02d}", watts_on=100 + n) for n in range(1, 7)]
+    out = [
+        EmulatedOutlet(n, "off" if n in OFF_AT_START else "on", name=f"srv-{n:02d}", watts_on=100 + n)
+        for n in range(1, 7)
+    ]
     out.append(EmulatedOutlet(STUCK, "on", name="stuck", stuck=True))
     out.append(EmulatedOutlet(SLOW, "on", name="slow", lag_s=0.6))
     return out
@@ -68,12 +78,22 @@ def agent() -> Iterator[SnmpAgent]:
 
 def v2c(agent: SnmpAgent, community: str, **kw: object) -> PduTarget:
     kw.setdefault("settle_s", 0.05)
-    return PduTarget("pdu-t", *agent.address, version="2c", read_community=community, write_community=community, **kw)  # type: ignore[arg-type]
+    return PduTarget(
+        "pdu-t", *agent.address, version="2c", read_community=community, write_community=community, **kw
+    )  # type: ignore[arg-type]
 
 
 def v3(agent: SnmpAgent, context: str, **kw: object) -> PduTarget:
     args = {"user": V3.user, "auth_key": V3.auth_key, "priv_key": V3.priv_key, "settle_s": 0.05, **kw}
-    return PduTarget("pdu-t", *agent.address, version="3", context=context, auth_protocol="sha256", priv_protocol="aes128", **args)  # type: ignore[arg-type]
+    return PduTarget(
+        "pdu-t",
+        *agent.address,
+        version="3",
+        context=context,
+        auth_protocol="sha256",
+        priv_protocol="aes128",
+        **args,
+    )  # type: ignore[arg-type]
 
 
 def run(coro_fn, timeout_s: float = 0.5, retries: int = 1):  # type: ignore[no-untyped-def]
@@ -183,7 +203,9 @@ def test_outlet_that_never_reaches_the_goal_is_a_timeout_not_a_success(agent: Sn
 
 def test_commands_to_one_outlet_are_spaced_by_the_settle_time(agent: SnmpAgent) -> None:
     async def scenario(snmp: Snmp) -> float:
-        ch = PduChannel(snmp, v2c(agent, "fam-cyberpower-epdu", settle_s=0.8), PROFILES["cyberpower-epdu"], poll_s=0.05)
+        ch = PduChannel(
+            snmp, v2c(agent, "fam-cyberpower-epdu", settle_s=0.8), PROFILES["cyberpower-epdu"], poll_s=0.05
+        )
         await ch.switch(4, "off")
         t0 = time.monotonic()
         await ch.switch(4, "on")  # PSU hold-up: an off pulse shorter than this may not reset the host
@@ -207,7 +229,12 @@ def test_dead_pdu_is_no_answer(agent: SnmpAgent) -> None:
     from powerpool.lab.snmp_agent import free_udp_port
 
     async def scenario(snmp: Snmp) -> None:
-        ch = PduChannel(snmp, PduTarget("dead", "127.0.0.1", free_udp_port(), version="2c", read_community="x", write_community="x"))
+        ch = PduChannel(
+            snmp,
+            PduTarget(
+                "dead", "127.0.0.1", free_udp_port(), version="2c", read_community="x", write_community="x"
+            ),
+        )
         with pytest.raises(NoAnswer, match="no answer"):
             await ch.detect(PROFILES)
 
@@ -252,4 +279,7 @@ def test_profiles_keep_write_and_read_values_apart() -> None:
     eaton = PROFILES["eaton-epdu"]
     assert eaton.oid(eaton.off, 5) == "1.3.6.1.4.1.534.6.6.7.6.6.1.3.0.5"  # .3 is OFF, strapping index 0
     managed = PROFILES["eaton-managed"]
-    assert managed.oid(managed.state, 1).endswith(".3.0") and managed.number(managed.state, managed.oid(managed.state, 1)) == 1
+    assert (
+        managed.oid(managed.state, 1).endswith(".3.0")
+        and managed.number(managed.state, managed.oid(managed.state, 1)) == 1
+    )

@@ -157,7 +157,12 @@ class Snmp:
         transport = await UdpTransportTarget.create((t.host, t.port), timeout=self.timeout_s, retries=retries)
         async with self._lock(t):
             ei, es, eidx, vbs = await fn(
-                self.engine, t.auth(write), transport, ContextData(contextName=t.context), *binds, lookupMib=False
+                self.engine,
+                t.auth(write),
+                transport,
+                ContextData(contextName=t.context),
+                *binds,
+                lookupMib=False,
             )
         if ei:
             raise _indication(t, op, ei, self.timeout_s * (retries + 1))
@@ -188,12 +193,16 @@ class Snmp:
         vbs = await self._send(t, op, set_cmd, binds, True, self.retries if retry else 0)
         _value(t, op, vbs[0])
 
-    async def column(self, t: PduTarget, column: str, op: str = "walk", limit: int = 512) -> list[tuple[str, Any]]:
+    async def column(
+        self, t: PduTarget, column: str, op: str = "walk", limit: int = 512
+    ) -> list[tuple[str, Any]]:
         """Every (oid, value) under `column`, by GETNEXT until the column ends."""
         out: list[tuple[str, Any]] = []
         current = column
         for _ in range(limit):
-            vbs = await self._send(t, op, next_cmd, [ObjectType(ObjectIdentity(current))], False, self.retries)
+            vbs = await self._send(
+                t, op, next_cmd, [ObjectType(ObjectIdentity(current))], False, self.retries
+            )
             oid, value = str(vbs[0][0]), vbs[0][1]
             if not oid.startswith(column + ".") or isinstance(value, rfc1905.EndOfMibView):
                 break

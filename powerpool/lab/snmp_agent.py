@@ -77,7 +77,7 @@ def pdu_records(
             common["stuck"] = "1"
         linked: dict[str, dict[str, object]] = {profile.oid(profile.state, o.number): {**common, **reads}}
         for command in ("on", "off", "cycle"):
-            write = profile.write(command)  # type: ignore[arg-type]
+            write = profile.write(command)
             if write is None:
                 continue
             oid = profile.oid(write, o.number)
@@ -115,8 +115,15 @@ class SnmpAgent:
     SNMPv1/v2c communities and SNMPv3 context names are the file names, as in snmpsim.
     """
 
-    def __init__(self, files: dict[str, str], v3: V3User | None = None, port: int | None = None) -> None:
-        self.files, self.v3 = files, v3
+    def __init__(
+        self,
+        files: dict[str, str],
+        v3: V3User | None = None,
+        port: int | None = None,
+        statedir: Path | None = None,
+    ) -> None:
+        """`statedir`: where outlet state changes are published (DIR/<community>/<outlet>)."""
+        self.files, self.v3, self.statedir = files, v3, statedir
         self.port = port or free_udp_port()
         self.address = ("127.0.0.1", self.port)
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -147,6 +154,8 @@ class SnmpAgent:
             f"--agent-udpv4-endpoint=127.0.0.1:{self.port}",
             f"--logging-method=file:{log}",
         ]
+        if self.statedir is not None:
+            cmd.append(f"--variation-module-options=pplink:statedir:{self.statedir}")
         if self.v3:
             cmd += [
                 f"--v3-user={self.v3.user}",

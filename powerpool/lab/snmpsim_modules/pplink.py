@@ -17,10 +17,15 @@ Record value, comma-separated `name=value`:
   watts_on / watts_off = N     a meter: GET returns the watts of the current state
   lag=S            seconds from a command to the new state (reads r_pending meanwhile)
   stuck=1          commands are accepted but the state never changes
+
+Module option `statedir:DIR` (--variation-module-options=pplink:statedir:DIR): every
+state change is written to DIR/<data file stem>/<key>, which the lab's emulated hosts
+watch so that cutting an outlet really cuts the host.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -36,7 +41,20 @@ CYCLE_S = 1.0  # a cycle reads off this long, then on
 
 
 def init(**context: Any) -> None:
-    pass
+    options = dict(item.split(":", 1) for item in (context.get("options") or "").split(",") if ":" in item)
+    moduleContext["statedir"] = options.get("statedir")
+
+
+def _publish(key: str, state: str, data_file: str) -> None:
+    base = moduleContext.get("statedir")
+    if not base:
+        return
+    folder = os.path.join(base, os.path.splitext(os.path.basename(data_file))[0])
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{key}.tmp")
+    with open(tmp, "w") as f:
+        f.write(state)
+    os.replace(tmp, os.path.join(folder, key))
 
 
 def shutdown(**context: Any) -> None:
@@ -50,10 +68,11 @@ def _settings(value: str) -> dict[str, str]:
     return settings
 
 
-def _outlet(s: dict[str, str]) -> dict[str, Any]:
+def _outlet(s: dict[str, str], data_file: str) -> dict[str, Any]:
     outlets = agentContext.setdefault("outlets", {})
     if s["key"] not in outlets:
         outlets[s["key"]] = {"state": s.get("init", "on"), "goal": None, "at": 0.0, "then": None}
+        outlets[s["key"]]["publish"] = lambda state: _publish(s["key"], state, data_file)
     outlet: dict[str, Any] = outlets[s["key"]]
     return outlet
 
@@ -61,6 +80,7 @@ def _outlet(s: dict[str, str]) -> dict[str, Any]:
 def _advance(o: dict[str, Any], now: float) -> None:
     if o["goal"] is not None and now >= o["at"] and not o.get("stuck"):
         o["state"], o["goal"] = o["goal"], None
+        o["publish"](o["state"])
         if o["then"] is not None:  # second half of a cycle
             o["goal"], o["at"], o["then"] = o["then"], now + CYCLE_S, None
 
@@ -69,7 +89,7 @@ def variate(oid: Any, tag: str, value: str, **context: Any) -> tuple[Any, str, A
     if not context["nextFlag"] and not context["exactMatch"]:
         return context["origOid"], tag, context["errorStatus"]
     s = _settings(value)
-    o = _outlet(s)
+    o = _outlet(s, context.get("dataFile", "pdu"))
     now = time.monotonic()
     kind = SnmprecGrammar.TAG_MAP[SnmprecRecord.unpack_tag(tag)[0]]
     idx = max(0, context["varsTotal"] - context["varsRemaining"] - 1)

@@ -1,0 +1,265 @@
+"""OS/ACPI power control over SSH (paramiko), run in a bounded thread pool from asyncio.
+
+Host keys are pinned (a known_hosts file per pool; RejectPolicy, never AutoAddPolicy):
+an unknown or changed key is a fatal AuthFailed and the host is quarantined. Key auth
+only (no agent, no key search). Root actions are `sudo -n <exact command>` so a missing
+sudoers rule fails at once instead of prompting. No wait on a remote exit status is
+without a deadline: paramiko's recv_exit_status ignores timeouts and hangs on a host that
+suspends, so the session is polled, and suspend/poweroff are fire-and-forget through
+`systemd-run --on-active=2` so the session returns before the host freezes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from powerpool.channels.base import CallPolicy, Channel, Outcome
+from powerpool.errors import AuthFailed, ChannelError, NoAnswer, Refused, TransientChannelError
+from powerpool.model import PowerState
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+SUSPENDS = "/sys/power/suspend_stats/success"
+GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
+_FIRE_AND_FORGET = "systemd-run --on-active=2 systemctl "
+ROOT_COMMANDS: dict[PowerState, str] = {
+    PowerState.ACTIVE: "cpupower frequency-set -g performance",
+    PowerState.FREQ_SCALED: "cpupower frequency-set -g powersave",
+    PowerState.DISK_STANDBY: "hdparm -y",  # + the host's disks
+    PowerState.SLEEP: _FIRE_AND_FORGET + "suspend",
+    PowerState.HIBERNATE: _FIRE_AND_FORGET + "hibernate",
+    PowerState.OFF: _FIRE_AND_FORGET + "poweroff",
+}
+GONE = (PowerState.SLEEP, PowerState.HIBERNATE, PowerState.OFF)
+_SUDO_DENIED = ("a password is required", "a terminal is required", "not allowed", "may not run sudo")
+
+
+@dataclass(frozen=True, slots=True)
+class SshTarget:
+    host: str
+    address: str
+    user: str
+    key: Path
+    known_hosts: Path
+    port: int = 22
+    connect_timeout_s: float = 10.0
+    command_timeout_s: float = 30.0
+    disks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What proves a host really came back: a new boot id (from off or hibernate) or one
+    more successful suspend (from S3)."""
+
+    boot_id: str
+    suspends: int
+
+    def after(self, before: Readiness) -> bool:
+        return self.boot_id != before.boot_id or self.suspends > before.suspends
+
+
+def _exec(t: SshTarget, command: str, timeout_s: float) -> tuple[int, str]:
+    """Blocking: connect with the pinned key, run, poll to a deadline; (exit, output)."""
+    client = paramiko.SSHClient()
+    try:
+        client.load_host_keys(str(t.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(
+            t.address,
+            port=t.port,
+            username=t.user,
+            key_filename=str(t.key),
+            timeout=t.connect_timeout_s,
+            banner_timeout=t.connect_timeout_s,
+            auth_timeout=t.connect_timeout_s,
+            channel_timeout=t.connect_timeout_s,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(5)
+        chan = transport.open_session(timeout=t.connect_timeout_s)
+        chan.set_combine_stderr(True)
+        chan.exec_command(command)
+        out = bytearray()
+        end = time.monotonic() + timeout_s
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            if chan.exit_status_ready() and not chan.recv_ready():
+                return chan.recv_exit_status(), out.decode(errors="replace")
+            if not transport.is_active():
+                raise EOFError("the connection dropped while the command ran")
+            if time.monotonic() > end:
+                raise _CommandTimeout(timeout_s)
+            time.sleep(0.01)
+    finally:
+        client.close()
+
+
+class _CommandTimeout(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class SshChannel(Channel):
+    """Commands to one pool's hosts; `max_parallel` sessions at a time."""
+
+    name = "ssh"
+
+    def __init__(self, max_parallel: int = 32, poll_s: float = 1.0) -> None:
+        super().__init__(CallPolicy(timeout_s=60.0, retries=1, backoff_s=0.5))
+        self.pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="powerpool-ssh")
+        self.poll_s = poll_s
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def map_error(self, target: str, operation: str, exc: BaseException) -> ChannelError | None:
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return AuthFailed(
+                target,
+                self.name,
+                operation,
+                f"host key CHANGED ({exc.key.get_name()} {exc.key.fingerprint}): refusing to connect; "
+                "if the host was reinstalled, verify the new key and re-pin it in known_hosts",
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return AuthFailed(target, self.name, operation, f"the host refused our key: {exc}")
+        if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
+            return AuthFailed(
+                target,
+                self.name,
+                operation,
+                "unknown host key (not pinned in the pool's known_hosts): verify its fingerprint, then "
+                "add it with ssh-keyscan",
+            )
+        if isinstance(exc, FileNotFoundError):
+            return Refused(target, self.name, operation, f"missing file: {exc.filename}")
+        if isinstance(exc, _CommandTimeout):
+            return TransientChannelError(
+                target,
+                self.name,
+                operation,
+                f"the command did not return within {exc.seconds:g} s (host hung?)",
+            )
+        if isinstance(exc, paramiko.SSHException | OSError | EOFError | socket.timeout):
+            return NoAnswer(target, self.name, operation, f"no SSH answer: {exc or type(exc).__name__}")
+        return None
+
+    async def run(
+        self, t: SshTarget, command: str, operation: str, *, idempotent: bool = True
+    ) -> tuple[int, str]:
+        """(exit status, output) of a command; transport failures are typed errors."""
+        loop = asyncio.get_running_loop()
+        return await self.call(
+            t.host,
+            operation,
+            lambda: loop.run_in_executor(self.pool, _exec, t, command, t.command_timeout_s),
+            idempotent=idempotent,
+            timeout_s=t.connect_timeout_s * 4 + t.command_timeout_s + 5,
+        )
+
+    async def read(self, t: SshTarget, *paths: str) -> list[str]:
+        code, out = await self.run(t, "cat " + " ".join(paths), "read " + " ".join(paths))
+        if code != 0:
+            raise Refused(t.host, self.name, "read", f"cat {' '.join(paths)} failed: {out.strip()}")
+        return out.split()
+
+    async def sudo(self, t: SshTarget, command: str, *, idempotent: bool = True) -> str:
+        """Run an exact root command through `sudo -n`; a missing rule is Refused and says
+        which rule to add."""
+        code, out = await self.run(t, "sudo -n " + command, command, idempotent=idempotent)
+        if code != 0 and any(s in out for s in _SUDO_DENIED):
+            raise Refused(
+                t.host,
+                self.name,
+                command,
+                f"sudo refused: add `{command}` to the sudoers rule of {t.user} (see docs/ssh.md)",
+            )
+        if code != 0:
+            raise TransientChannelError(t.host, self.name, command, f"exit {code}: {out.strip()[-200:]}")
+        return out
+
+    async def readiness(self, t: SshTarget) -> Readiness:
+        boot_id, suspends = await self.read(t, BOOT_ID, SUSPENDS)
+        return Readiness(boot_id, int(suspends))
+
+    async def load(self, t: SshTarget, command: str | None = None) -> float:
+        """The host's 1-minute load average, or the number a configured command prints."""
+        code, out = await self.run(t, command or "cat /proc/loadavg", "load")
+        if code != 0:
+            raise Refused(t.host, self.name, "load", f"exit {code}: {out.strip()[-200:]}")
+        try:
+            return float(out.split()[0])
+        except (IndexError, ValueError):
+            raise Refused(t.host, self.name, "load", f"expected a number, got {out.strip()[:60]!r}") from None
+
+    async def _state_now(self, t: SshTarget, goal: PowerState) -> bool:
+        if goal in (PowerState.ACTIVE, PowerState.FREQ_SCALED):
+            (governor,) = await self.read(t, GOVERNOR)
+            return governor == ("powersave" if goal is PowerState.FREQ_SCALED else "performance")
+        if goal is PowerState.DISK_STANDBY:
+            out = await self.sudo(t, "hdparm -C " + " ".join(t.disks))
+            return out.count("standby") >= len(t.disks)
+        return False
+
+    async def _silent(self, t: SshTarget) -> bool:
+        try:
+            await self.call(
+                t.host,
+                "probe",
+                lambda: asyncio.get_running_loop().run_in_executor(
+                    self.pool, _exec, t, "true", t.connect_timeout_s
+                ),
+                idempotent=False,
+                timeout_s=t.connect_timeout_s * 4 + 5,
+            )
+        except (NoAnswer, TransientChannelError):
+            return True
+        return False
+
+    async def enter(
+        self, t: SshTarget, goal: PowerState, deadline_s: float
+    ) -> tuple[Outcome, Readiness | None]:
+        """Put the host into `goal` and verify it; returns the outcome and, for states the
+        host leaves the network in, its readiness before (to prove the wake later)."""
+        if goal not in ROOT_COMMANDS:
+            raise Refused(t.host, self.name, goal.value, "not reachable over SSH (use the pdu channel)")
+        if goal is PowerState.DISK_STANDBY and not t.disks:
+            raise Refused(t.host, self.name, goal.value, "no disks listed for this host")
+        start = time.monotonic()
+        before = await self.readiness(t)
+        if goal not in GONE and await self._state_now(t, goal):
+            return Outcome(t.host, goal.value, True, 0.0, self.name, "already there"), None
+        command = ROOT_COMMANDS[goal] + (" " + " ".join(t.disks) if goal is PowerState.DISK_STANDBY else "")
+        await self.sudo(t, command, idempotent=goal not in GONE)
+        if goal in GONE:  # verified when the host stops answering
+            await self.verify(
+                t.host, goal.value, lambda: self._silent(t), bool, deadline_s, self.poll_s, start
+            )
+        else:
+            await self.verify(
+                t.host, goal.value, lambda: self._state_now(t, goal), bool, deadline_s, self.poll_s, start
+            )
+        return Outcome(t.host, goal.value, False, time.monotonic() - start, self.name), before
+
+    async def wait_ready(
+        self, t: SshTarget, before: Readiness | None, deadline_s: float, started: float
+    ) -> Outcome:
+        """Verify a wake: SSH answers and the boot id or suspend count shows the host
+        really came back (not a stale answer from before it went down)."""
+
+        def back(r: Readiness) -> bool:
+            return before is None or r.after(before)
+
+        await self.verify(t.host, "wake", lambda: self.readiness(t), back, deadline_s, self.poll_s, started)
+        return Outcome(t.host, PowerState.ACTIVE.value, False, time.monotonic() - started, self.name)
