@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from powerpool.channels.command import host_cmd, outlet, pdu
 from powerpool.cliutil import HARDWARE, JSON, friendly, load, out
 from powerpool.model import Plan, Pool, fmt_duration
 from powerpool.planner import plan as make_plan
@@ -197,3 +198,6 @@ main.add_command(simulate)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+main.add_command(pdu)
+main.add_command(outlet)
+main.add_command(host_cmd)

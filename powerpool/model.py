@@ -134,6 +134,7 @@ class Host:
     domains: tuple[str, ...] = ()  # failure domains, e.g. ("rack:r1", "pdu:pdu-a")
     excluded: bool = False
     channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    disks: tuple[str, ...] = ()  # spun down for disk_standby (hdparm -y)
 
 
 @dataclass(frozen=True, slots=True)

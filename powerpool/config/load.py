@@ -285,6 +285,7 @@ def load_policy(
                 domains=tuple(domains),
                 excluded=hspec.exclude,
                 channels=channels,
+                disks=tuple(hspec.disks),
             )
         )
         if hspec.name in host_keys:

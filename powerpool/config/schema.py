@@ -235,6 +235,7 @@ class WolSpec(BaseModel):
     password: SecretRef | None = None
     packets: int = Field(default=3, ge=1, le=20)
     spacing: Duration = 1.0
+    nic: str = "eth0"  # the hosts' wake-on-LAN interface, checked by `powerpool host ... wol-check`
 
 
 class PduSpec(BaseModel):
@@ -288,6 +289,7 @@ class HostSpec(BaseModel):
     domain: str | None = None  # any other failure domain (row, circuit, switch)
     exclude: bool = False
     channels: ChannelOrder = ChannelOrder()
+    disks: list[str] = []  # block devices spun down for disk_standby, e.g. ["/dev/sdb"]
 
     @field_validator("outlets")
     @classmethod
