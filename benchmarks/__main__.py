@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from benchmarks import planner_scale, sim_speed, sim_traces
+from benchmarks import channels, planner_scale, sim_speed, sim_traces
 
 
 def main() -> None:
     planner_scale.main()
+    channels.main()
     sim_speed.main()
     sim_traces.main()
 

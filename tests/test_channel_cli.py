@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,8 +132,12 @@ def test_outlet_status_off_needs_yes_then_switches_and_verifies(lab: tuple[Rack,
     assert code == 2 and "powers web01" in err and "--yes" in err
     code, out, _ = invoke("outlet", "--policy", str(policy), "pdu-a", "1", "off", "--yes", "--json")
     assert code == 0 and json.loads(out)["state"] == "off" and json.loads(out)["noop"] is False
+    time.sleep(0.3)
+    assert rack.hosts["web01"].state == "unpowered"  # the emulated host really lost power
     code, out, _ = invoke("outlet", "--policy", str(policy), "pdu-a", "1", "on", "--json")
     assert code == 0 and json.loads(out)["state"] == "on"
+    time.sleep(1.0)
+    assert rack.hosts["web01"].state == "active"
 
 
 def test_outlet_unknown_pdu_names_the_choices(lab: tuple[Rack, Path]) -> None:

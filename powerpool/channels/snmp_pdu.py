@@ -142,7 +142,7 @@ class Snmp:
     def __init__(self, timeout_s: float = 1.0, retries: int = 1) -> None:
         self.timeout_s, self.retries = timeout_s, retries
         self.engine = SnmpEngine()
-        self._locks: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._locks: dict[tuple[str, int, str, str], asyncio.Semaphore] = {}
 
     async def __aenter__(self) -> Snmp:
         return self
@@ -151,7 +151,9 @@ class Snmp:
         self.engine.close_dispatcher()
 
     def _lock(self, t: PduTarget) -> asyncio.Semaphore:
-        return self._locks.setdefault((t.host, t.port), asyncio.Semaphore(t.max_ops))
+        # one agent may serve several PDUs (SNMPv3 contexts / communities, e.g. a proxy)
+        key = (t.host, t.port, t.context, t.read_community)
+        return self._locks.setdefault(key, asyncio.Semaphore(t.max_ops))
 
     async def _send(self, t: PduTarget, op: str, fn: Any, binds: list[Any], write: bool, retries: int) -> Any:
         transport = await UdpTransportTarget.create((t.host, t.port), timeout=self.timeout_s, retries=retries)

@@ -1,0 +1,120 @@
+"""Channel fan-out: 200 outlets on 10 emulated PDUs (per-PDU limit 1) switched and
+verified, against one outlet; 200 SSH readiness probes against one.
+
+Targets: outlets <= 25x one outlet (the serial bound per PDU is 20x; a sequential tool
+takes 200x); SSH probes < 10x one probe. Everything runs on loopback: snmpsim for the
+PDUs, asyncssh servers for the hosts, the real pysnmp and paramiko clients.
+
+    PYTHONPATH=. python -m benchmarks.channels
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from powerpool.channels.pdu_profile import load_pdu_profiles
+from powerpool.channels.snmp_pdu import PduChannel, PduTarget, Snmp
+from powerpool.channels.ssh import SshChannel, SshTarget
+from powerpool.lab.host import EmulatedHost, authorized, new_key, write_known_hosts
+from powerpool.lab.loop import BackgroundLoop
+from powerpool.lab.snmp_agent import EmulatedOutlet, SnmpAgent, pdu_records, render_snmprec
+
+ROOT = Path(__file__).resolve().parent.parent
+PDUS, PER_PDU, HOSTS = 10, 20, 200
+
+
+def bench_pdus() -> tuple[float, float]:
+    prof = load_pdu_profiles(ROOT / "hardware" / "pdus")["apc-rpdu2"]
+    outlets = [EmulatedOutlet(n, "on") for n in range(1, PER_PDU + 1)]
+    files = {f"pdu{i}": render_snmprec(pdu_records(prof, outlets)) for i in range(PDUS + 1)}
+    with SnmpAgent(files) as agent:
+
+        def target(i: int) -> PduTarget:
+            c = f"pdu{i}"
+            return PduTarget(c, *agent.address, version="2c", read_community=c, write_community=c, max_ops=1)
+
+        async def run() -> tuple[float, float]:
+            async with Snmp(timeout_s=1.0, retries=1) as snmp:
+                single = PduChannel(snmp, target(PDUS), prof, poll_s=0.05)
+                await single.state(1)  # warm the agent's index for this file
+                ones = []
+                for n in range(1, 6):
+                    t0 = time.perf_counter()
+                    await single.switch(n, "off")
+                    ones.append(time.perf_counter() - t0)
+                chans = [PduChannel(snmp, target(i), prof, poll_s=0.05) for i in range(PDUS)]
+                for ch in chans:
+                    await ch.state(1)
+                t0 = time.perf_counter()
+                results = await asyncio.gather(
+                    *(ch.switch(n, "off") for ch in chans for n in range(1, PER_PDU + 1))
+                )
+                many = time.perf_counter() - t0
+                assert all(r.reached == "off" and not r.noop for r in results)
+                return statistics.median(ones), many
+
+        return asyncio.run(run())
+
+
+def bench_ssh() -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as d, BackgroundLoop() as lab:
+        client = new_key()
+        key = Path(d) / "id"
+        key.write_bytes(client.export_private_key("openssh"))
+        os.chmod(key, 0o600)
+        auth = authorized([client])
+        host_key = new_key()
+        hosts = [
+            EmulatedHost(f"h{i}", f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", host_key, auth)
+            for i in range(HOSTS)
+        ]
+
+        async def start() -> None:
+            for h in hosts:
+                await h.listen()
+
+        lab.run(start(), 120)
+        kh = Path(d) / "known_hosts"
+        write_known_hosts(kh, hosts)
+        targets = [SshTarget(h.name, "127.0.0.1", "powerpool", key, kh, h.port) for h in hosts]
+
+        async def run() -> tuple[float, float]:
+            ch = SshChannel(max_parallel=64)
+            try:
+                ones = []
+                for t in targets[:5]:
+                    t0 = time.perf_counter()
+                    await ch.readiness(t)
+                    ones.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await asyncio.gather(*(ch.readiness(t) for t in targets))
+                return statistics.median(ones), time.perf_counter() - t0
+            finally:
+                ch.close()
+
+        result = asyncio.run(run())
+
+        async def stop() -> None:
+            for h in hosts:
+                await h.silence()
+
+        lab.run(stop(), 60)
+        return result
+
+
+def main() -> None:
+    one, many = bench_pdus()
+    print(f"channels: {PDUS * PER_PDU} outlets on {PDUS} PDUs (limit 1 each) switched+verified")
+    print(f"  one outlet {one * 1000:.1f} ms, all {many:.2f} s -> {many / one:.1f}x one (target <= 25x)")
+    one, many = bench_ssh()
+    print(f"channels: {HOSTS} SSH readiness probes (paramiko, 64 threads)")
+    print(f"  one probe {one * 1000:.1f} ms, all {many:.2f} s -> {many / one:.1f}x one (target < 10x)")
+
+
+if __name__ == "__main__":
+    main()
