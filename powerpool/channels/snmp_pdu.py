@@ -143,6 +143,7 @@ class Snmp:
         self.timeout_s, self.retries = timeout_s, retries
         self.engine = SnmpEngine()
         self._locks: dict[tuple[str, int, str, str], asyncio.Semaphore] = {}
+        self._transports: dict[tuple[str, int, int], Any] = {}  # resolved once per agent
 
     async def __aenter__(self) -> Snmp:
         return self
@@ -156,7 +157,13 @@ class Snmp:
         return self._locks.setdefault(key, asyncio.Semaphore(t.max_ops))
 
     async def _send(self, t: PduTarget, op: str, fn: Any, binds: list[Any], write: bool, retries: int) -> Any:
-        transport = await UdpTransportTarget.create((t.host, t.port), timeout=self.timeout_s, retries=retries)
+        key = (t.host, t.port, retries)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = await UdpTransportTarget.create(
+                (t.host, t.port), timeout=self.timeout_s, retries=retries
+            )
+            self._transports[key] = transport
         async with self._lock(t):
             ei, es, eidx, vbs = await fn(
                 self.engine,

@@ -156,16 +156,23 @@ class SshChannel(Channel):
         return None
 
     async def run(
-        self, t: SshTarget, command: str, operation: str, *, idempotent: bool = True
+        self,
+        t: SshTarget,
+        command: str,
+        operation: str,
+        *,
+        idempotent: bool = True,
+        command_timeout_s: float | None = None,
     ) -> tuple[int, str]:
         """(exit status, output) of a command; transport failures are typed errors."""
         loop = asyncio.get_running_loop()
+        limit = t.command_timeout_s if command_timeout_s is None else command_timeout_s
         return await self.call(
             t.host,
             operation,
-            lambda: loop.run_in_executor(self.pool, _exec, t, command, t.command_timeout_s),
+            lambda: loop.run_in_executor(self.pool, _exec, t, command, limit),
             idempotent=idempotent,
-            timeout_s=t.connect_timeout_s * 4 + t.command_timeout_s + 5,
+            timeout_s=t.connect_timeout_s * 4 + limit + 5,
         )
 
     async def read(self, t: SshTarget, *paths: str) -> list[str]:
@@ -213,17 +220,10 @@ class SshChannel(Channel):
         return False
 
     async def _silent(self, t: SshTarget) -> bool:
+        """True once the host no longer answers SSH (asleep, off or cut)."""
         try:
-            await self.call(
-                t.host,
-                "probe",
-                lambda: asyncio.get_running_loop().run_in_executor(
-                    self.pool, _exec, t, "true", t.connect_timeout_s
-                ),
-                idempotent=False,
-                timeout_s=t.connect_timeout_s * 4 + 5,
-            )
-        except (NoAnswer, TransientChannelError):
+            await self.run(t, "true", "probe", idempotent=False, command_timeout_s=t.connect_timeout_s)
+        except TransientChannelError:
             return True
         return False
 
