@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
 
 from powerpool.channels.pdu_profile import load_pdu_profiles
-from powerpool.channels.snmp_pdu import PduTarget
+from powerpool.channels.snmp_pdu import PduChannel, PduTarget, Snmp
 from powerpool.channels.ssh import SshTarget
 from powerpool.channels.wol import WolTarget
 from powerpool.lab.host import (
@@ -25,8 +27,8 @@ from powerpool.lab.host import (
 )
 from powerpool.lab.loop import BackgroundLoop
 from powerpool.lab.snmp_agent import EmulatedOutlet, SnmpAgent, pdu_records, render_snmprec
+from tests.conftest import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PROFILES = load_pdu_profiles(ROOT / "hardware" / "pdus")
 
 
@@ -119,6 +121,14 @@ class Rack:
             write_community="pdu",
             settle_s=0.2,
         )
+
+    @asynccontextmanager
+    async def pdu_channel(self) -> AsyncIterator[PduChannel]:
+        """The rack's PDU on a fresh engine, its family detected."""
+        async with Snmp(0.5, 1) as snmp:
+            pdu = PduChannel(snmp, self.pdu(), poll_s=0.05)
+            await pdu.detect(PROFILES)
+            yield pdu
 
 
 def fresh_key_line(host: EmulatedHost) -> str:

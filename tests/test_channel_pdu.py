@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from powerpool.channels.pdu_profile import PduProfile, load_pdu_profiles
+from powerpool.channels.pdu_profile import PduProfile
 from powerpool.channels.snmp_pdu import PduChannel, PduTarget, Snmp
 from powerpool.errors import AuthFailed, NoAnswer, Refused, TransitionTimeout
 from powerpool.lab.snmp_agent import (
@@ -25,9 +25,8 @@ from powerpool.lab.snmp_agent import (
     pdu_records,
     render_snmprec,
 )
+from tests.rack import PROFILES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-PROFILES = load_pdu_profiles(ROOT / "hardware" / "pdus")
 FIXTURES = ROOT / "tests" / "fixtures" / "snmprec"
 SHARED = ROOT.parent / "shared" / "snmprec"
 V3 = V3User("powerpool", "auth-key-1234", "priv-key-5678")
@@ -44,6 +43,14 @@ CAPTURES = {
     "eatonpdu_2": (SHARED / "eaton/eatonpdu_2.snmprec", "eaton-epdu", set(range(1, 25))),
     "raritan-pdu_px3": (SHARED / "raritan/raritan-pdu_px3.snmprec", "raritan-px2", set(range(1, 25))),
 }
+
+
+def capture(name: str) -> tuple[Path, str, set[int]]:
+    """A capture's (path, family, outlets recorded on); skips where the file is absent."""
+    path, family, on = CAPTURES[name]
+    if not path.exists():
+        pytest.skip(f"{path} (GPL-3.0 LibreNMS capture) is only in ../shared")
+    return path, family, on
 
 
 def family_outlets() -> list[EmulatedOutlet]:
@@ -130,14 +137,12 @@ def test_every_family_detected_switched_and_verified(agent: SnmpAgent, family: s
     run(scenario)
 
 
-@pytest.mark.parametrize("capture", sorted(CAPTURES))
-def test_recorded_outlet_states_read_back_from_unmodified_captures(agent: SnmpAgent, capture: str) -> None:
-    path, family, on = CAPTURES[capture]
-    if not path.exists():
-        pytest.skip(f"{path} (GPL-3.0 LibreNMS capture) is only in ../shared")
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_recorded_outlet_states_read_back_from_unmodified_captures(agent: SnmpAgent, name: str) -> None:
+    _, family, on = capture(name)
 
     async def scenario(snmp: Snmp) -> None:
-        ch = PduChannel(snmp, v2c(agent, f"raw-{capture}"))
+        ch = PduChannel(snmp, v2c(agent, f"raw-{name}"))
         assert (await ch.detect(PROFILES)).family == family
         outlets = await ch.outlets()
         assert {o.number for o in outlets if o.state == "on"} == on
@@ -146,15 +151,13 @@ def test_recorded_outlet_states_read_back_from_unmodified_captures(agent: SnmpAg
     run(scenario)
 
 
-@pytest.mark.parametrize("capture", sorted(CAPTURES))
-def test_capture_derived_agent_switches(agent: SnmpAgent, capture: str) -> None:
-    path, family, on = CAPTURES[capture]
-    if not path.exists():
-        pytest.skip(f"{path} (GPL-3.0 LibreNMS capture) is only in ../shared")
+@pytest.mark.parametrize("name", sorted(CAPTURES))
+def test_capture_derived_agent_switches(agent: SnmpAgent, name: str) -> None:
+    _, family, on = capture(name)
     first_on = min(on)
 
     async def scenario(snmp: Snmp) -> None:
-        ch = PduChannel(snmp, v2c(agent, f"lab-{capture}"), poll_s=0.05)
+        ch = PduChannel(snmp, v2c(agent, f"lab-{name}"), poll_s=0.05)
         assert (await ch.detect(PROFILES)).family == family
         assert (await ch.switch(first_on, "off")).reached == "off"
         assert (await ch.switch(first_on, "on")).reached == "on"

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 
 from powerpool.channels.escalation import Escalator, HostLinks
-from powerpool.channels.snmp_pdu import PduChannel, Snmp
 from powerpool.channels.ssh import SshChannel
 from powerpool.channels.wol import WolChannel
 from powerpool.errors import AuthFailed, Refused, TransientChannelError, TransitionTimeout
@@ -146,9 +145,7 @@ def test_lost_wake_on_lan_is_completed_by_a_pdu_power_cycle(rack: Rack) -> None:
     host = rack.hosts["deaf"]
 
     async def go(ch: SshChannel):  # type: ignore[no-untyped-def]
-        async with Snmp(0.5, 1) as snmp:
-            pdu = PduChannel(snmp, rack.pdu(), poll_s=0.05)
-            await pdu.detect(rack_profiles())
+        async with rack.pdu_channel() as pdu:
             esc = Escalator(ch, WolChannel())
             links = HostLinks(
                 "deaf", rack.ssh("deaf"), rack.wol_target("deaf"), ((pdu, 1),), {"wake": ("wol", "pdu")}
@@ -168,9 +165,7 @@ def test_off_on_two_outlets_needs_both_off_and_falls_back_from_a_failed_ssh(rack
     host = rack.hosts["dual"]
 
     async def go(ch: SshChannel):  # type: ignore[no-untyped-def]
-        async with Snmp(0.5, 1) as snmp:
-            pdu = PduChannel(snmp, rack.pdu(), poll_s=0.05)
-            await pdu.detect(rack_profiles())
+        async with rack.pdu_channel() as pdu:
             esc = Escalator(ch, WolChannel())
             broken_ssh = rack.ssh("dual", key=rack.other_key)  # SSH cannot do it: the PDU must
             links = HostLinks("dual", broken_ssh, None, ((pdu, 2), (pdu, 3)), {"unpowered": ("ssh", "pdu")})
@@ -185,9 +180,7 @@ def test_off_on_two_outlets_needs_both_off_and_falls_back_from_a_failed_ssh(rack
 
 def test_wol_lost_and_pdu_stuck_fail_within_the_deadline(rack: Rack) -> None:
     async def go(ch: SshChannel):  # type: ignore[no-untyped-def]
-        async with Snmp(0.5, 1) as snmp:
-            pdu = PduChannel(snmp, rack.pdu(), poll_s=0.05)
-            await pdu.detect(rack_profiles())
+        async with rack.pdu_channel() as pdu:
             esc = Escalator(ch, WolChannel())
             links = HostLinks(
                 "doomed", rack.ssh("doomed"), rack.wol_target("doomed"), ((pdu, 4),), {"wake": ("wol", "pdu")}
@@ -199,9 +192,3 @@ def test_wol_lost_and_pdu_stuck_fail_within_the_deadline(rack: Rack) -> None:
     t0 = time.monotonic()
     ssh_run(go)
     assert time.monotonic() - t0 < 3.0 + 5 + 2  # the sleep's own verification + the wake's deadline
-
-
-def rack_profiles():  # type: ignore[no-untyped-def]
-    from tests.rack import PROFILES
-
-    return PROFILES
