@@ -49,7 +49,16 @@ def load(paths: tuple[Path, ...], hardware: Path | None) -> Loaded:
         hw, _ = discover([folder])
         if not hw:
             raise ConfigError([_problem(str(folder), "no hardware profiles found (servers/*.toml)")])
-    return load_all(policies, hw)
+    return load_all(policies, hw, pdu_families(hw[0].parent.parent / "pdus"))
+
+
+def pdu_families(folder: Path) -> frozenset[str] | None:
+    """The PDU family names shipped beside the server profiles (None: no such folder)."""
+    if not folder.is_dir():
+        return None
+    from powerpool.channels.pdu_profile import load_pdu_profiles
+
+    return frozenset(load_pdu_profiles(folder))
 
 
 def _near_hardware(policies: list[Path]) -> Path:

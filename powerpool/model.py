@@ -135,6 +135,7 @@ class Host:
     excluded: bool = False
     channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     disks: tuple[str, ...] = ()  # spun down for disk_standby (hdparm -y)
+    ssh_port: int | None = None  # overrides the pool's [ssh] port (hosts behind NAT, the lab)
 
 
 @dataclass(frozen=True, slots=True)

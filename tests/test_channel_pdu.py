@@ -66,6 +66,8 @@ def family_outlets() -> list[EmulatedOutlet]:
 def _files() -> dict[str, str]:
     files = {f"fam-{f}": render_snmprec(pdu_records(p, family_outlets())) for f, p in PROFILES.items()}
     files |= {f"v3-{f}": text for f, text in files.items()}  # outlet state is per data file
+    slow = [EmulatedOutlet(n, "on", lag_s=0.4) for n in (1, 2)]
+    files |= {f"ops-{k}": render_snmprec(pdu_records(PROFILES["apc-rpdu2"], slow)) for k in (1, 2)}
     for name, (path, family, on) in CAPTURES.items():
         if not path.exists():
             continue
@@ -173,6 +175,30 @@ def test_pending_readback_is_in_transition_not_a_result(agent: SnmpAgent) -> Non
         return time.monotonic() - t0
 
     assert run(scenario) >= 0.6  # verified only once the lagging outlet read off
+
+
+@pytest.mark.parametrize("max_ops", [1, 2])
+def test_max_ops_bounds_outlets_switching_at_once_on_one_pdu(agent: SnmpAgent, max_ops: int) -> None:
+    """With max_ops=1 the second outlet's SET waits until the first one reads off: relays
+    closing together draw inrush current, so the limit spans the whole verified switch."""
+
+    async def scenario(snmp: Snmp) -> float:
+        target = v2c(agent, f"ops-{max_ops}", max_ops=max_ops)
+        ch = PduChannel(snmp, target, PROFILES["apc-rpdu2"], poll_s=0.05)
+        sets: list[float] = []
+        original = snmp.set_int
+
+        async def spy(*args: object) -> None:
+            sets.append(time.monotonic())
+            await original(*args)  # type: ignore[arg-type]
+
+        snmp.set_int = spy  # type: ignore[method-assign]
+        results = await asyncio.gather(ch.switch(1, "off"), ch.switch(2, "off"))
+        assert [r.reached for r in results] == ["off", "off"]
+        return sets[1] - sets[0]
+
+    gap = run(scenario)
+    assert gap >= 0.4 if max_ops == 1 else gap < 0.3
 
 
 def test_cycle_goes_through_off_and_ends_on(agent: SnmpAgent) -> None:

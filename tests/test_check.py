@@ -93,6 +93,13 @@ CASES = [
         "duration",
     ),
     ("policies/web.toml", 'timezone = "Europe/Berlin"', 'timezone = "Mars/Olympus"', "timezone", "time zone"),
+    (
+        "policies/web.toml",
+        'family = "auto"',
+        'family = "apc-rpdu9"',
+        "pdus.pdu-a.family",
+        "a known PDU family (auto, apc-rpdu",
+    ),
     ("policies/web.toml", "min_warm = 6", "min_warm = 60", "schedule[0].min_warm", "more than the pool"),
     ("policies/web.toml", 'days = "mon-fri"', 'days = "someday"', "schedule[0].days", "expected days"),
     (

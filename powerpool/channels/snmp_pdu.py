@@ -1,7 +1,9 @@
 """Switched PDUs over SNMP (pysnmp 7, asyncio). The only module that imports pysnmp.
 
-One SnmpEngine per event loop (engines are loop-bound), one semaphore per PDU (agents
-are fragile: `max_ops` requests at a time, default 1), typed SET values, and every
+One SnmpEngine per event loop (engines are loop-bound); per PDU, at most `max_ops`
+requests in flight (agents are fragile) and at most `max_ops` outlets switching, from
+the SET until the state is read back (relays closing together draw inrush current;
+default 1). Typed SET values, and every
 varbind of every reply checked: a SET can "succeed" with a noSuchInstance varbind.
 Outlet commands are verified by reading the state back to the goal; a cycle is never
 retried blindly (a resent SET after a lost reply would cycle twice).
@@ -112,6 +114,11 @@ class PduTarget:
             settle_s=spec.settle,
         )
 
+    @property
+    def key(self) -> tuple[str, int, str, str]:
+        """One agent may serve several PDUs (SNMPv3 contexts, communities of a proxy)."""
+        return (self.host, self.port, self.context, self.read_community)
+
     def auth(self, write: bool) -> Any:
         if self.version == "3":
             return UsmUserData(
@@ -143,6 +150,7 @@ class Snmp:
         self.timeout_s, self.retries = timeout_s, retries
         self.engine = SnmpEngine()
         self._locks: dict[tuple[str, int, str, str], asyncio.Semaphore] = {}
+        self._ops: dict[tuple[str, int, str, str], asyncio.Semaphore] = {}
         self._transports: dict[tuple[str, int, int], Any] = {}  # resolved once per agent
 
     async def __aenter__(self) -> Snmp:
@@ -152,9 +160,11 @@ class Snmp:
         self.engine.close_dispatcher()
 
     def _lock(self, t: PduTarget) -> asyncio.Semaphore:
-        # one agent may serve several PDUs (SNMPv3 contexts / communities, e.g. a proxy)
-        key = (t.host, t.port, t.context, t.read_community)
-        return self._locks.setdefault(key, asyncio.Semaphore(t.max_ops))
+        return self._locks.setdefault(t.key, asyncio.Semaphore(t.max_ops))
+
+    def operation(self, t: PduTarget) -> asyncio.Semaphore:
+        """Held by an outlet command from its first read until its state is verified."""
+        return self._ops.setdefault(t.key, asyncio.Semaphore(t.max_ops))
 
     async def _send(self, t: PduTarget, op: str, fn: Any, binds: list[Any], write: bool, retries: int) -> Any:
         key = (t.host, t.port, retries)
@@ -324,6 +334,10 @@ class PduChannel(Channel):
     async def switch(self, n: int, command: Command, deadline_s: float = 10.0) -> Outcome:
         """Drive outlet `n` to on/off (idempotent: no SET when already there) or cycle it,
         and verify by reading the state back before the deadline."""
+        async with self.snmp.operation(self.target):
+            return await self._switch(n, command, deadline_s)
+
+    async def _switch(self, n: int, command: Command, deadline_s: float) -> Outcome:
         p = self._profile()
         target = f"{self.target.name}:{n}"
         start = time.monotonic()

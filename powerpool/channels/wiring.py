@@ -43,7 +43,7 @@ def ssh_target(bundle: PolicyBundle, h: Host) -> SshTarget:
         user=ssh.user,
         key=resolve_path(ssh.key),
         known_hosts=Path(ssh.known_hosts),
-        port=ssh.port,
+        port=h.ssh_port or ssh.port,
         connect_timeout_s=ssh.connect_timeout,
         command_timeout_s=ssh.command_timeout,
         disks=h.disks,

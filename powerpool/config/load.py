@@ -230,6 +230,7 @@ def load_policy(
     profiles: dict[str, Profile],
     problems: list[Problem],
     broken: frozenset[str] = frozenset(),
+    pdu_families: frozenset[str] | None = None,
 ) -> PolicyBundle | None:
     file = show_path(path)
     data = read_toml(path, problems)
@@ -239,6 +240,11 @@ def load_policy(
     if spec is None:
         return None
     before = len(problems)
+    for name, pdu_spec in spec.pdus.items():
+        family = pdu_spec.family
+        if pdu_families is not None and family != "auto" and family not in pdu_families:
+            known = ", ".join(["auto", *sorted(pdu_families)])
+            problems.append(Problem(file, f"pdus.{name}.family", family, f"a known PDU family ({known})"))
     hosts: list[Host] = []
     host_keys: dict[str, tuple[str, str]] = {}
     allowed = frozenset(spec.states.allowed)
@@ -286,6 +292,7 @@ def load_policy(
                 excluded=hspec.exclude,
                 channels=channels,
                 disks=tuple(hspec.disks),
+                ssh_port=hspec.ssh_port,
             )
         )
         if hspec.name in host_keys:
@@ -437,14 +444,17 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return hardware, policies
 
 
-def load_all(policy_paths: list[Path], hardware_paths: list[Path]) -> Loaded:
-    """Load and cross-check; raise ConfigError with every problem found."""
+def load_all(
+    policy_paths: list[Path], hardware_paths: list[Path], pdu_families: frozenset[str] | None = None
+) -> Loaded:
+    """Load and cross-check; raise ConfigError with every problem found. `pdu_families`,
+    when given, are the PDU profile names a policy's `pdus.*.family` may use."""
     problems: list[Problem] = []
     broken: set[str] = set()
     profiles = load_profiles(hardware_paths, problems, broken)
     policies: dict[str, PolicyBundle] = {}
     for path in sorted(policy_paths):
-        bundle = load_policy(path, profiles, problems, frozenset(broken))
+        bundle = load_policy(path, profiles, problems, frozenset(broken), pdu_families)
         if bundle is None:
             continue
         if bundle.pool.name in policies:

@@ -290,6 +290,7 @@ class HostSpec(BaseModel):
     exclude: bool = False
     channels: ChannelOrder = ChannelOrder()
     disks: list[str] = []  # block devices spun down for disk_standby, e.g. ["/dev/sdb"]
+    ssh_port: int | None = Field(default=None, ge=1, le=65535)  # default: the [ssh] port
 
     @field_validator("outlets")
     @classmethod
