@@ -56,6 +56,31 @@ def test_readiness_and_load_over_a_pinned_key(rack: Rack) -> None:
     assert ready.boot_id == rack.hosts["ok1"].boot_id and load == pytest.approx(0.1)
 
 
+def test_probes_reuse_one_connection_and_reconnect_after_the_host_went_away(rack: Rack) -> None:
+    """The controller probes every host every tick: one key exchange per host, not per
+    probe. A host that slept and came back is reached on a new connection."""
+    host = rack.hosts["ok1"]
+
+    async def go(ch: SshChannel):  # type: ignore[no-untyped-def]
+        t = rack.ssh("ok1")
+        before = host.connections
+        for _ in range(3):
+            await ch.readiness(t)
+        kept = host.connections - before
+        esc = Escalator(ch, WolChannel())
+        links = HostLinks("ok1", t, rack.wol_target("ok1"))
+        await esc.drive(links, S.ACTIVE, S.SLEEP, 5)
+        await esc.drive(links, S.SLEEP, S.ACTIVE, 5)
+        after_wake = host.connections
+        ready = await ch.readiness(t)
+        return kept, after_wake, host.connections, ready
+
+    kept, after_wake, final, ready = ssh_run(go)
+    assert kept == 1
+    assert final == after_wake  # the wake's own probe left a connection that is reused
+    assert ready.suspends == host.suspend_success
+
+
 def test_changed_host_key_is_refused_fast_and_fatal(rack: Rack) -> None:
     changed = rack.dir / "known_hosts.changed"
     changed.write_text(fresh_key_line(rack.hosts["ok1"]))

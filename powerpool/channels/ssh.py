@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,8 +66,7 @@ class Readiness:
         return self.boot_id != before.boot_id or self.suspends > before.suspends
 
 
-def _exec(t: SshTarget, command: str, timeout_s: float) -> tuple[int, str]:
-    """Blocking: connect with the pinned key, run, poll to a deadline; (exit, output)."""
+def _connect(t: SshTarget) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     try:
         client.load_host_keys(str(t.known_hosts))
@@ -86,8 +86,62 @@ def _exec(t: SshTarget, command: str, timeout_s: float) -> tuple[int, str]:
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(5)
-        chan = transport.open_session(timeout=t.connect_timeout_s)
-        chan.set_combine_stderr(True)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+class _Connections:
+    """Open connections kept between commands, one idle per host: a key exchange costs
+    far more CPU than a command, and the controller probes every host every tick.
+
+    A connection is used by one command at a time (taken, then given back); one that
+    failed in any way is closed, never given back."""
+
+    def __init__(self) -> None:
+        self._idle: dict[SshTarget, paramiko.SSHClient] = {}
+        self._lock = threading.Lock()
+
+    def take(self, t: SshTarget) -> paramiko.SSHClient | None:
+        with self._lock:
+            return self._idle.pop(t, None)
+
+    def give(self, t: SshTarget, client: paramiko.SSHClient) -> None:
+        transport = client.get_transport()
+        with self._lock:
+            if transport is not None and transport.is_active() and t not in self._idle:
+                self._idle[t] = client
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._idle = list(self._idle.values()), {}
+        for c in clients:
+            c.close()
+
+
+def _exec(t: SshTarget, command: str, timeout_s: float, conns: _Connections, fresh: bool) -> tuple[int, str]:
+    """Blocking: run on a kept or new connection (pinned key), poll to a deadline;
+    (exit, output). `fresh` closes the host's kept connection and keeps none: silence
+    probes and commands that take the host away must not meet a connection from before."""
+    client = conns.take(t)
+    if fresh and client is not None:
+        client.close()
+        client = None
+    reused = client is not None
+    try:
+        if client is None:
+            client = _connect(t)
+        try:
+            chan = _session(client, t)
+        except (paramiko.SSHException, OSError, EOFError):
+            if not reused:
+                raise
+            client.close()  # the host went away since: one new connection, nothing was sent
+            client = _connect(t)
+            chan = _session(client, t)
         chan.exec_command(command)
         out = bytearray()
         end = time.monotonic() + timeout_s
@@ -95,14 +149,32 @@ def _exec(t: SshTarget, command: str, timeout_s: float) -> tuple[int, str]:
             while chan.recv_ready():
                 out += chan.recv(65536)
             if chan.exit_status_ready() and not chan.recv_ready():
-                return chan.recv_exit_status(), out.decode(errors="replace")
-            if not transport.is_active():
+                code = chan.recv_exit_status()
+                chan.close()
+                break
+            if not chan.get_transport().is_active():
                 raise EOFError("the connection dropped while the command ran")
             if time.monotonic() > end:
                 raise _CommandTimeout(timeout_s)
             time.sleep(0.01)
-    finally:
+    except BaseException:
+        if client is not None:
+            client.close()
+        raise
+    if fresh:
         client.close()
+    else:
+        conns.give(t, client)
+    return code, out.decode(errors="replace")
+
+
+def _session(client: paramiko.SSHClient, t: SshTarget) -> paramiko.Channel:
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise EOFError("connection closed")
+    chan = transport.open_session(timeout=t.connect_timeout_s)
+    chan.set_combine_stderr(True)
+    return chan
 
 
 class _CommandTimeout(Exception):
@@ -119,9 +191,11 @@ class SshChannel(Channel):
         super().__init__(CallPolicy(timeout_s=60.0, retries=1, backoff_s=0.5))
         self.pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="powerpool-ssh")
         self.poll_s = poll_s
+        self.connections = _Connections()
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.connections.close()
 
     def map_error(self, target: str, operation: str, exc: BaseException) -> ChannelError | None:
         if isinstance(exc, paramiko.BadHostKeyException):
@@ -163,6 +237,7 @@ class SshChannel(Channel):
         *,
         idempotent: bool = True,
         command_timeout_s: float | None = None,
+        fresh: bool = False,
     ) -> tuple[int, str]:
         """(exit status, output) of a command; transport failures are typed errors."""
         loop = asyncio.get_running_loop()
@@ -170,7 +245,7 @@ class SshChannel(Channel):
         return await self.call(
             t.host,
             operation,
-            lambda: loop.run_in_executor(self.pool, _exec, t, command, limit),
+            lambda: loop.run_in_executor(self.pool, _exec, t, command, limit, self.connections, fresh),
             idempotent=idempotent,
             timeout_s=t.connect_timeout_s * 4 + limit + 5,
         )
@@ -181,10 +256,10 @@ class SshChannel(Channel):
             raise Refused(t.host, self.name, "read", f"cat {' '.join(paths)} failed: {out.strip()}")
         return out.split()
 
-    async def sudo(self, t: SshTarget, command: str, *, idempotent: bool = True) -> str:
+    async def sudo(self, t: SshTarget, command: str, *, idempotent: bool = True, fresh: bool = False) -> str:
         """Run an exact root command through `sudo -n`; a missing rule is Refused and says
         which rule to add."""
-        code, out = await self.run(t, "sudo -n " + command, command, idempotent=idempotent)
+        code, out = await self.run(t, "sudo -n " + command, command, idempotent=idempotent, fresh=fresh)
         if code != 0 and any(s in out for s in _SUDO_DENIED):
             raise Refused(
                 t.host,
@@ -222,7 +297,9 @@ class SshChannel(Channel):
     async def _silent(self, t: SshTarget) -> bool:
         """True once the host no longer answers SSH (asleep, off or cut)."""
         try:
-            await self.run(t, "true", "probe", idempotent=False, command_timeout_s=t.connect_timeout_s)
+            await self.run(
+                t, "true", "probe", idempotent=False, command_timeout_s=t.connect_timeout_s, fresh=True
+            )
         except TransientChannelError:
             return True
         return False
@@ -241,7 +318,7 @@ class SshChannel(Channel):
         if goal not in GONE and await self._state_now(t, goal):
             return Outcome(t.host, goal.value, True, 0.0, self.name, "already there"), None
         command = ROOT_COMMANDS[goal] + (" " + " ".join(t.disks) if goal is PowerState.DISK_STANDBY else "")
-        await self.sudo(t, command, idempotent=goal not in GONE)
+        await self.sudo(t, command, idempotent=goal not in GONE, fresh=goal in GONE)
         if goal in GONE:  # verified when the host stops answering
             await self.verify(
                 t.host, goal.value, lambda: self._silent(t), bool, deadline_s, self.poll_s, start

@@ -63,7 +63,9 @@ class EmulatedHost:
     wakes: int = 0  # valid magic packets received
     commands: list[str] = field(default_factory=list)
     power_files: tuple[Path, ...] = ()  # the emulated PDU's outlet state files feeding this host
+    connections: int = 0  # SSH connections accepted (evidence for the lab's summary)
     _server: asyncssh.SSHAcceptor | None = None
+    _conns: set[asyncssh.SSHServerConnection] = field(default_factory=set)
 
     async def listen(self) -> None:
         self._server = await asyncssh.create_server(
@@ -78,11 +80,14 @@ class EmulatedHost:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def silence(self) -> None:
-        """The host stops answering (asleep or off): close the listener and sessions."""
+        """The host stops answering (asleep or off): close the listener, drop connections."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        for conn in list(self._conns):
+            conn.abort()
+        self._conns.clear()
 
     async def _go_down(self, to: str) -> None:
         await asyncio.sleep(self.behaviour.enter_s)
@@ -181,6 +186,16 @@ class EmulatedHost:
 class _Server(asyncssh.SSHServer):
     def __init__(self, host: EmulatedHost) -> None:
         self.host = host
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.host._conns.add(conn)
+        self.host.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.host._conns.discard(self.conn)
 
     def begin_auth(self, username: str) -> bool:
         return True
