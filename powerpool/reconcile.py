@@ -40,8 +40,9 @@ class Fleet(Protocol):
     async def start(self, action: Action, intent: Intent) -> None:
         """Send the first command of the action's channel order; never waits for it."""
 
-    def finished(self, now: datetime) -> list[tuple[str, PowerState | None]]:
-        """Transitions verified (state reached) or given up (None) since the last call."""
+    def finished(self, now: datetime) -> list[tuple[str, PowerState | None, str]]:
+        """Transitions verified (state reached) or given up (None) since the last call,
+        each with what was done (channels tried, the error that ended it)."""
 
     def abandon(self, host: str, now: datetime) -> None:
         """Stop working on a host whose intent passed its deadline."""
@@ -91,17 +92,17 @@ async def tick(c: Controller) -> float:
     c.journal.record_load(reading.value, reading.observed_at)
 
     c.failed = []
-    for host, reached in c.fleet.finished(now):
+    for host, reached, detail in c.fleet.finished(now):
         if host in c.journal.open:
-            it = c.journal.outcome(host, reached, now)
+            it = c.journal.outcome(host, reached, now, detail)
             if reached is None:
                 c.failed.append(it)
         elif reached is None:  # lost while resting: out of automation until released
-            c.journal.set_health(host, Health.FAILED, now)
+            c.journal.set_health(host, Health.FAILED, now, detail)
     for host, it in list(c.journal.open.items()):
         if now > it.deadline:
             c.fleet.abandon(host, now)
-            c.failed.append(c.journal.outcome(host, None, now))
+            c.failed.append(c.journal.outcome(host, None, now, "deadline passed"))
 
     result = c.planner(c.pool, c.journal.snapshot(now))
     c.last_plan = result

@@ -32,9 +32,9 @@ class Recorder:
         assert self.journal.open[action.host] == intent  # intent written before the command
         self.started.append((action.host, action.dst))
 
-    def finished(self, now: datetime) -> list[tuple[str, PowerState | None]]:
+    def finished(self, now: datetime) -> list[tuple[str, PowerState | None, str]]:
         out, self.done = self.done, []
-        return out
+        return [(host, reached, "recorder") for host, reached in out]
 
     def abandon(self, host: str, now: datetime) -> None:
         self.abandoned.append(host)

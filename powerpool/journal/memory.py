@@ -31,6 +31,7 @@ class Intent:
     deadline: datetime
     epoch: int
     reason: str
+    who: str = "controller"
 
 
 class MemoryJournal:
@@ -79,20 +80,26 @@ class MemoryJournal:
         while self.history and self.history[0][0] < cutoff:
             self.history.popleft()
 
-    def set_health(self, host: str, health: Health, now: datetime) -> None:
+    def set_health(self, host: str, health: Health, now: datetime, detail: str = "") -> None:
         o = self._obs[host]
         if o.health is not health:
             self._obs[host] = replace(o, health=health)
 
-    def set_hold(self, host: str, hold: Hold | None) -> None:
+    def set_hold(self, host: str, hold: Hold | None, now: datetime | None = None) -> None:
         self._obs[host] = replace(self._obs[host], hold=hold)
+
+    def observe(self, host: str, state: PowerState, now: datetime, health: Health = Health.OK) -> None:
+        """What a probe found a host to be (at start, or re-observing an open intent)."""
+        o = self._obs[host]
+        if (o.state, o.health) != (state, health):
+            self._obs[host] = replace(o, state=state, since=now, health=health)
 
     def state(self, host: str) -> HostObservation:
         return self._obs[host]
 
     # -- intents and outcomes -----------------------------------------------------------
 
-    def intent(self, action: Action, now: datetime, deadline_s: float) -> Intent:
+    def intent(self, action: Action, now: datetime, deadline_s: float, who: str = "controller") -> Intent:
         """Record the intent (before anything is sent) and mark the host in transition."""
         if action.host in self.open:
             raise RuntimeError(f"{action.host} already has an open intent")
@@ -104,17 +111,21 @@ class MemoryJournal:
             now + timedelta(seconds=deadline_s),
             self.epoch,
             action.reason,
+            who,
         )
-        self.open[action.host] = it
-        o = self._obs[action.host]
-        self._obs[action.host] = replace(o, transition=Transition(action.dst, now))
-        kind = "wake" if action.dst.depth < action.src.depth else "sleep"
-        self.recent.append(RecentAction(action.host, kind, now))
-        if kind == "wake" and not action.src.warm:
-            self.wakes[action.host] += 1
+        self._opened(it)
         return it
 
-    def outcome(self, host: str, reached: PowerState | None, now: datetime) -> Intent:
+    def _opened(self, it: Intent) -> None:
+        """Mark the host in transition (also for intents read back after a restart)."""
+        self.open[it.host] = it
+        self._obs[it.host] = replace(self._obs[it.host], transition=Transition(it.dst, it.started))
+        kind = "wake" if it.dst.depth < it.src.depth else "sleep"
+        self.recent.append(RecentAction(it.host, kind, it.started))
+        if kind == "wake" and not it.src.warm:
+            self.wakes[it.host] += 1
+
+    def outcome(self, host: str, reached: PowerState | None, now: datetime, detail: str = "") -> Intent:
         """Close the host's open intent: `reached` is the verified state, None = failed."""
         it = self.open.pop(host)
         o = self._obs[host]

@@ -132,7 +132,7 @@ class SimFleet:
         for h in self.hosts.values():
             acct.add(h, +1)
         self._events: list[tuple[float, str, int]] = []
-        self._done: list[tuple[str, PowerState | None]] = []
+        self._done: list[tuple[str, PowerState | None, str]] = []
         self.transitions: dict[str, int] = {}
         for name, at in self.faults.die_at.items():
             heapq.heappush(self._events, (self.t0 + at, name, -1))
@@ -151,7 +151,7 @@ class SimFleet:
             h.state = action.dst
             self.acct.add(h, +1)
             self.acct.row()
-            self._done.append((h.name, h.state))
+            self._done.append((h.name, h.state, "sim"))
             return
         took = p.ready_s[h.state] if action.dst.warm else p.enter_s[action.dst]
         self.acct.add(h, -1)
@@ -162,7 +162,7 @@ class SimFleet:
         if h.done_at != math.inf:
             heapq.heappush(self._events, (h.done_at, h.name, h.token))
 
-    def finished(self, now: datetime) -> list[tuple[str, PowerState | None]]:
+    def finished(self, now: datetime) -> list[tuple[str, PowerState | None, str]]:
         self.advance(now.timestamp())
         done, self._done = self._done, []
         return done
@@ -193,12 +193,12 @@ class SimFleet:
                 h.state, h.moving_to, h.moving_from = PowerState.UNPOWERED, None, None
                 h.token += 1
                 self.acct.add(h, +1)
-                self._done.append((name, None))
+                self._done.append((name, None, "sim: never completed"))
             elif token == h.token and h.moving_to is not None:
                 self.acct.add(h, -1)
                 h.state, h.moving_to, h.moving_from = h.moving_to, None, None
                 self.acct.add(h, +1)
-                self._done.append((name, h.state))
+                self._done.append((name, h.state, "sim"))
             self.acct.row()
         self.acct.flush(t)
 
