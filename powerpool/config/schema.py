@@ -217,6 +217,13 @@ class SafetySpec(BaseModel):
     spread_failure_domains: bool = True
 
 
+class AlertsSpec(BaseModel):
+    """Where failed wakes, quarantines and the breaker are announced besides the log."""
+
+    model_config = STRICT
+    webhook: str | None = None  # POSTed a JSON object {pool, host, kind, detail}
+
+
 class SshSpec(BaseModel):
     model_config = STRICT
     user: str = "powerpool"
@@ -323,6 +330,7 @@ class PolicyFile(BaseModel):
     channels: ChannelOrder = ChannelOrder()
     schedule: list[WindowSpec] = []
     safety: SafetySpec = SafetySpec()
+    alerts: AlertsSpec = AlertsSpec()
     ssh: SshSpec | None = None
     wol: WolSpec = WolSpec()
     pdus: dict[Name, PduSpec] = {}

@@ -8,6 +8,7 @@ a controller whose lease was taken stops with LeadershipLost and sends nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -42,6 +43,7 @@ class DurableJournal(MemoryJournal):
         self.lease_ttl_s = lease_ttl_s if lease_ttl_s is not None else max(30.0, 3 * pool.tick_s)
         self.epoch = store.acquire(pool.name, holder, now, self.lease_ttl_s)
         self.known: set[str] = set()  # hosts the journal has a row for (others need a probe)
+        self.on_outcome: Callable[[Intent, PowerState | None, datetime], None] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -188,4 +190,6 @@ class DurableJournal(MemoryJournal):
             self._save_host(db, row)
             result = f"reached {reached.value}" if reached else "FAILED"
             self._audit(now, host, f"outcome {it.src.value}->{it.dst.value}", f"{result}; {detail}", it.who)
+        if self.on_outcome is not None:
+            self.on_outcome(it, reached, now)
         return super().outcome(host, reached, now, detail)
