@@ -18,6 +18,7 @@ from powerpool.cliutil import HARDWARE, JSON, friendly, load, out
 from powerpool.model import Plan, Pool, fmt_duration
 from powerpool.planner import plan as make_plan
 from powerpool.planner.layout import always_on, settle, watts
+from powerpool.service_cli import COMMANDS
 from powerpool.sim.command import simulate
 from powerpool.snapshot import check_hosts, read_snapshot
 
@@ -195,6 +196,8 @@ def _print_plan(pool: Pool, p: Plan) -> None:
 
 
 main.add_command(simulate)
+for _command in COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -81,8 +81,9 @@ class Service:
 
     # -- start and stop -----------------------------------------------------------------
 
-    async def open(self, pools: list[str] | None = None) -> None:
-        """Channels, journals (taking each pool's lease) and the first observation."""
+    async def open(self, pools: list[str] | None = None, look: bool = True) -> None:
+        """Channels, journals (taking each pool's lease) and, with `look`, the first
+        observation of hosts the journal does not know and of intents left open."""
         self.snmp = Snmp()
         self.ssh = SshChannel(poll_s=self.poll_s)
         self.escalator = Escalator(self.ssh, WolChannel())
@@ -95,7 +96,8 @@ class Service:
             await self.close()
             raise
         for rt in self.pools.values():
-            await self._first_look(rt)
+            if look:
+                await self._first_look(rt)
 
     async def _pool(self, bundle: PolicyBundle, profiles: dict[str, PduProfile]) -> PoolRuntime:
         pdus: dict[str, PduChannel] = {}
