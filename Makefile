@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/powerpool check
 	$(BIN)/powerpool plan --policy policies/web.toml --snapshot docs/examples/web-night.json
 	$(BIN)/powerpool plan --policy policies/web.toml --snapshot docs/examples/web-surge.json
+	$(BIN)/powerpool lab --hosts 8 --pdus 2 --speed 240 --duration 60
 
 test: lint typecheck unit
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from powerpool.channels.command import host_cmd, outlet, pdu
 from powerpool.cliutil import HARDWARE, JSON, friendly, load, out
+from powerpool.lab.command import lab
 from powerpool.model import Plan, Pool, fmt_duration
 from powerpool.planner import plan as make_plan
 from powerpool.planner.layout import always_on, settle, watts
@@ -198,6 +199,7 @@ def _print_plan(pool: Pool, p: Plan) -> None:
 main.add_command(simulate)
 for _command in COMMANDS:
     main.add_command(_command)
+main.add_command(lab)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -51,6 +51,8 @@ class Escalator:
         waking = goal in WARM_STATES and src not in WARM_STATES
         key = "wake" if waking else goal.value
         order = h.order.get(key) or (("wol", "pdu") if waking else ("ssh",))
+        if src is PowerState.UNPOWERED and "pdu" in order:
+            order = tuple(c for c in order if c != "wol")  # no power, no NIC: WOL cannot work
         failures: list[str] = []
         for i, channel in enumerate(order):
             left = deadline_s - (time.monotonic() - start)

@@ -480,7 +480,7 @@ def _check_unique(bundles: list[PolicyBundle], problems: list[Problem]) -> None:
             claims = [("name", h.name, h.name), ("mac", h.mac, h.mac)]
             for o in h.outlets:
                 pdu = b.spec.pdus[o.pdu]
-                where = f"{pdu.address}:{pdu.port}/{o.outlet}"
+                where = f"{pdu.address}:{pdu.port}/{pdu.context}/{o.outlet}"  # contexts: one agent, many PDUs
                 claims.append(("outlets", where, f"{o.pdu}:{o.outlet}"))
             me = (b.pool.name, h.name, file)
             for what, identity, label in claims:

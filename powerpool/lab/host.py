@@ -36,6 +36,16 @@ SUDO_RULES = (
 class HostBehaviour:
     enter_s: float = 0.2  # suspend/poweroff take this long before the host goes silent
     ready_s: float = 0.3  # from magic packet to SSH answering
+    # per state, from a hardware profile (the lab scales them by --speed); else the above
+    enter_by_state: dict[str, float] = field(default_factory=dict)
+    ready_by_state: dict[str, float] = field(default_factory=dict)
+
+    def enter(self, state: str) -> float:
+        return self.enter_by_state.get(state, self.enter_s)
+
+    def ready(self, state: str) -> float:
+        return self.ready_by_state.get(state, self.ready_s)
+
     sudo: tuple[str, ...] = SUDO_RULES  # command prefixes allowed by sudoers
     hang_on_suspend: bool = False  # the session never returns (a broken suspend)
     ignore_wol: bool = False  # NIC not armed, or the packet is lost
@@ -61,6 +71,7 @@ class EmulatedHost:
     governor: str = "performance"
     disk_state: dict[str, str] = field(default_factory=dict)
     wakes: int = 0  # valid magic packets received
+    woken: int = 0  # times a packet brought it back from sleep, hibernate or off
     commands: list[str] = field(default_factory=list)
     power_files: tuple[Path, ...] = ()  # the emulated PDU's outlet state files feeding this host
     connections: int = 0  # SSH connections accepted (evidence for the lab's summary)
@@ -90,7 +101,7 @@ class EmulatedHost:
         self._conns.clear()
 
     async def _go_down(self, to: str) -> None:
-        await asyncio.sleep(self.behaviour.enter_s)
+        await asyncio.sleep(self.behaviour.enter(to))
         self.state = to
         await self.silence()
 
@@ -98,7 +109,8 @@ class EmulatedHost:
         if self.state not in ("sleep", "hibernate", "off") or self.behaviour.ignore_wol:
             return
         was, self.state = self.state, "booting"  # later packets of the burst change nothing
-        await asyncio.sleep(self.behaviour.ready_s)
+        self.woken += 1
+        await asyncio.sleep(self.behaviour.ready(was))
         if was == "sleep":
             self.suspend_success += 1
         else:  # off or hibernate: a fresh boot
@@ -120,7 +132,7 @@ class EmulatedHost:
                 await self.silence()
             elif self.powered() and self.state == "unpowered":
                 self.state = "booting"
-                await asyncio.sleep(self.behaviour.ready_s)
+                await asyncio.sleep(self.behaviour.ready("unpowered"))
                 self.boot_id, self.state, self.governor = str(uuid.uuid4()), "active", "performance"
                 await self.listen()
             await asyncio.sleep(interval_s)

@@ -57,6 +57,14 @@ def _publish(key: str, state: str, data_file: str) -> None:
     os.replace(tmp, os.path.join(folder, key))
 
 
+def _log_set(data_file: str, key: str, command: str) -> None:
+    """One line per accepted SET (`<pdu> <outlet> <command>`), the lab's own record."""
+    base = moduleContext.get("statedir")
+    if base:
+        with open(os.path.join(base, "sets.log"), "a") as f:
+            f.write(f"{os.path.splitext(os.path.basename(data_file))[0]} {key} {command}\n")
+
+
 def shutdown(**context: Any) -> None:
     pass
 
@@ -105,6 +113,7 @@ def variate(oid: Any, tag: str, value: str, **context: Any) -> tuple[Any, str, A
         if command is None:
             raise error.WrongValueError(name=oid, idx=idx)
         _advance(o, now)
+        _log_set(context.get("dataFile", ""), s["key"], command)
         lag = float(s.get("lag", "0"))
         o["stuck"] = s.get("stuck") == "1"
         if command == "cycle":
