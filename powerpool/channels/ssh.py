@@ -206,6 +206,9 @@ class SshChannel(Channel):
                 f"host key CHANGED ({exc.key.get_name()} {exc.key.fingerprint}): refusing to connect; "
                 "if the host was reinstalled, verify the new key and re-pin it in known_hosts",
             )
+        if isinstance(exc, paramiko.AuthenticationException) and "saw EOF" in str(exc):
+            # the host dropped the connection mid-handshake (going down): not a key problem
+            return NoAnswer(target, self.name, operation, f"the connection dropped: {exc}")
         if isinstance(exc, paramiko.AuthenticationException):
             return AuthFailed(target, self.name, operation, f"the host refused our key: {exc}")
         if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
