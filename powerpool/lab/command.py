@@ -204,9 +204,8 @@ def _summary(
 
 
 def _print(s: dict[str, Any]) -> None:
-    out.print(
-        f"[bold]lab summary[/bold]: {s['lab_seconds'] / 3600:.1f} h of trace in {s['real_seconds']:.0f} s"
-    )
+    real = s["real_seconds"]
+    out.print(f"[bold]lab summary[/bold]: {s['lab_seconds'] / 3600:.1f} h of trace in {real:.0f} s")
     out.print(f"  energy {s['energy_kwh']:.2f} kWh vs always-on {s['always_on_kwh']:.2f} kWh: "
               f"{s['saving']:.0%} saved")  # fmt: skip
     j = s["journal"]
