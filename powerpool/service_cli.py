@@ -76,8 +76,11 @@ def setup_logging(fmt: str, level: int = logging.INFO) -> None:
 
 
 def pdu_dir(loaded_from: Path, hardware: Path | None) -> Path:
-    base = hardware or (loaded_from.resolve().parent / "hardware")
-    return base / "pdus" if (base / "pdus").is_dir() else Path("hardware/pdus")
+    """PDU families beside the server profiles, else the ones powerpool ships."""
+    for base in (hardware, loaded_from.resolve().parent / "hardware", Path("hardware")):
+        if base is not None and (base / "pdus").is_dir():
+            return base / "pdus"
+    return Path(__file__).resolve().parent.parent / "hardware" / "pdus"
 
 
 # -- run ------------------------------------------------------------------------------

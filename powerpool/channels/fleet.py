@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from powerpool.channels.escalation import Escalator, HostLinks
@@ -83,8 +83,10 @@ class LiveFleet:
             states = await asyncio.gather(*(pdu.state(n) for pdu, n in h.outlets), return_exceptions=True)
             if all(s == "off" for s in states):
                 return PowerState.UNPOWERED
-        if expect is not None and expect in GONE_STATES:
-            return expect
+            if expect is PowerState.UNPOWERED and all(s == "on" for s in states):
+                return PowerState.OFF  # silent but powered: shut down, not yet cut
+        if expect is not None and expect in GONE_STATES and expect is not PowerState.UNPOWERED:
+            return expect  # silent, as a host in that state is (S3 and S5 look alike)
         return None
 
     # -- tasks --------------------------------------------------------------------------
@@ -119,8 +121,10 @@ class LiveFleet:
                 seen = await self.observe(it.host, expect=it.dst)
             except ChannelError:
                 seen = None
-            if seen is it.dst or self.clock.now() >= it.deadline:
-                break
+            if seen is it.dst or (seen is not None and seen is not it.src):
+                break  # reached, or settled elsewhere (e.g. shut down but not yet cut)
+            if self.clock.now() >= it.deadline - timedelta(seconds=2 * self.poll_s):
+                break  # report before the tick fails the intent for its deadline
             await asyncio.sleep(self.poll_s)
         how = "confirmed" if seen is it.dst else f"not confirmed (found {seen.value if seen else 'unknown'})"
         self._done.append((it.host, seen, f"re-observed after restart: {how}; nothing re-sent"))

@@ -149,6 +149,8 @@ class DurableJournal(MemoryJournal):
     def intent(self, action: Action, now: datetime, deadline_s: float, who: str = "controller") -> Intent:
         if action.host in self.open:
             raise RuntimeError(f"{action.host} already has an open intent")
+        if action.host not in self._obs:
+            raise KeyError(f"{action.host} is not a host of pool {self.pool.name}")
         deadline = now + timedelta(seconds=deadline_s)
         with self.store.transaction() as db:
             self.store.check_lease(db, self.pool.name, self.holder, self.epoch)

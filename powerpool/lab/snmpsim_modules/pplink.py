@@ -61,6 +61,7 @@ def _log_set(data_file: str, key: str, command: str) -> None:
     """One line per accepted SET (`<pdu> <outlet> <command>`), the lab's own record."""
     base = moduleContext.get("statedir")
     if base:
+        os.makedirs(base, exist_ok=True)
         with open(os.path.join(base, "sets.log"), "a") as f:
             f.write(f"{os.path.splitext(os.path.basename(data_file))[0]} {key} {command}\n")
 

@@ -1,0 +1,3 @@
+from powerpool.cli import main
+
+main()
