@@ -21,6 +21,7 @@ from aiohttp import web
 
 from powerpool import manual
 from powerpool.errors import PowerpoolError
+from powerpool.journal.store import Store
 from powerpool.model import HoldKind, PowerState
 from powerpool.service import Service
 
@@ -100,11 +101,11 @@ def plan_view(svc: Service, pool: str | None) -> dict[str, Any]:
     return out
 
 
-def journal_view(svc: Service, host: str | None, since: datetime | None) -> list[dict[str, Any]]:
+def journal_view(store: Store, host: str | None, since: datetime | None) -> list[dict[str, Any]]:
     return [
         {"at": e.at.isoformat(timespec="seconds"), "pool": e.pool, "host": e.host, "event": e.event,
          "detail": e.detail, "who": e.who}
-        for e in svc.store.audit(host, since)
+        for e in store.audit(host, since)
     ]  # fmt: skip
 
 
@@ -171,7 +172,7 @@ class ApiServer:
     async def _journal(self, request: web.Request) -> web.Response:
         since = request.query.get("since")
         when = datetime.fromisoformat(since) if since else None
-        return self._json(journal_view(self.svc, request.query.get("host"), when))
+        return self._json(journal_view(self.svc.store, request.query.get("host"), when))
 
     async def _wake(self, request: web.Request) -> web.Response:
         b = await request.json()

@@ -85,24 +85,36 @@ class Controller:
         self.hosts = {h.name: h for h in self.pool.hosts}
 
 
+def close_finished(c: Controller, now: datetime) -> list[Intent]:
+    """Journal the outcome of every transition the fleet finished; returns the failed."""
+    failed = []
+    for host, reached, detail in c.fleet.finished(now):
+        if host in c.journal.open:
+            it = c.journal.outcome(host, reached, now, detail)
+            if reached is None:
+                failed.append(it)
+        elif reached is None:  # lost while resting: out of automation until released
+            c.journal.set_health(host, Health.FAILED, now, detail)
+    return failed
+
+
+def close_overdue(c: Controller, now: datetime) -> list[Intent]:
+    """Fail every intent past its deadline (the planner then wakes another spare)."""
+    failed = []
+    for host, it in list(c.journal.open.items()):
+        if now > it.deadline:
+            c.fleet.abandon(host, now)
+            failed.append(c.journal.outcome(host, None, now, "deadline passed"))
+    return failed
+
+
 async def tick(c: Controller) -> float:
     """Run one reconcile step; returns seconds until the next one."""
     now = c.clock.now()
     reading = await c.load.read(now)
     c.journal.record_load(reading.value, reading.observed_at)
 
-    c.failed = []
-    for host, reached, detail in c.fleet.finished(now):
-        if host in c.journal.open:
-            it = c.journal.outcome(host, reached, now, detail)
-            if reached is None:
-                c.failed.append(it)
-        elif reached is None:  # lost while resting: out of automation until released
-            c.journal.set_health(host, Health.FAILED, now, detail)
-    for host, it in list(c.journal.open.items()):
-        if now > it.deadline:
-            c.fleet.abandon(host, now)
-            c.failed.append(c.journal.outcome(host, None, now, "deadline passed"))
+    c.failed = close_finished(c, now) + close_overdue(c, now)
 
     result = c.planner(c.pool, c.journal.snapshot(now))
     c.last_plan = result

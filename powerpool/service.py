@@ -34,7 +34,7 @@ from powerpool.journal.durable import DurableJournal
 from powerpool.journal.store import Store, holder_id
 from powerpool.metrics import Metrics
 from powerpool.model import Health, PowerState
-from powerpool.reconcile import Controller, LoadSource, tick
+from powerpool.reconcile import Controller, LoadSource, close_finished, tick
 from powerpool.sources import SshLoadSource, build
 
 log = logging.getLogger("powerpool.service")
@@ -205,10 +205,7 @@ class Service:
 
     async def _collect(self, rt: PoolRuntime) -> None:
         """Close intents whose verification finished (used on shutdown)."""
-        now = self.clock.now()
-        for host, reached, detail in rt.fleet.finished(now):
-            if host in rt.journal.open:
-                rt.journal.outcome(host, reached, now, detail)
+        close_finished(rt.controller, self.clock.now())
         self._quarantine(rt)
 
     def _quarantine(self, rt: PoolRuntime) -> None:

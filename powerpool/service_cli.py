@@ -26,7 +26,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from powerpool import manual
-from powerpool.api import ApiClient, ApiServer, status
+from powerpool.api import ApiClient, ApiServer, journal_view, status
 from powerpool.cliutil import HARDWARE, JSON, err, friendly, load, out
 from powerpool.config import Loaded
 from powerpool.config.types import parse_duration
@@ -34,6 +34,7 @@ from powerpool.errors import ConfigError
 from powerpool.journal.store import StateDirBusy
 from powerpool.model import HoldKind, PowerState
 from powerpool.planner import plan as make_plan
+from powerpool.reconcile import close_finished, close_overdue
 from powerpool.service import Service
 
 log = logging.getLogger("powerpool")
@@ -180,9 +181,10 @@ def _act(
     hardware: Path | None,
     remote: Callable[[ApiClient], Any],
     local: Callable[[Service], Awaitable[Any]],
-    wait: bool = False,
+    look: bool = False,
 ) -> Any:
-    """Through the running service if there is one, else directly (taking the leases)."""
+    """Through the running service if there is one, else directly (taking the leases;
+    `look` first probes hosts the journal does not know, as the service does)."""
     client = ApiClient.connect(state_dir)
     if client is not None:
         return remote(client)
@@ -190,14 +192,11 @@ def _act(
 
     async def direct() -> Any:
         svc = Service(loaded, state_dir, pdu_dir(policies, hardware), role="cli")
-        await svc.open(look=wait)
+        await svc.open(look=look)
         try:
             for rt in svc.pools.values():
                 rt.controller.last_plan = make_plan(rt.bundle.pool, rt.journal.snapshot(svc.now()))
-            result = await local(svc)
-            if wait:
-                await _wait_local(svc)
-            return result
+            return await local(svc)
         finally:
             await svc.close()
 
@@ -209,22 +208,25 @@ def _act(
 
 
 async def _wait_local(svc: Service) -> None:
+    """Close the started transitions as the tick would, until none is open."""
+
+    def moving() -> int:
+        return sum(len(rt.journal.open) for rt in svc.pools.values())
+
     with Progress(console=err, transient=True) as bar:
-        total = sum(len(rt.journal.open) for rt in svc.pools.values())
+        total = moving()
         task = bar.add_task("verifying", total=total)
-        while any(rt.journal.open for rt in svc.pools.values()):
+        while moving():
             await asyncio.sleep(0.2)
             for rt in svc.pools.values():
-                now = svc.now()
-                for host, reached, detail in rt.fleet.finished(now):
-                    if host in rt.journal.open:
-                        rt.journal.outcome(host, reached, now, detail)
-                        bar.advance(task)
-                for host, it in list(rt.journal.open.items()):
-                    if now > it.deadline:
-                        rt.fleet.abandon(host, now)
-                        rt.journal.outcome(host, None, now, "deadline passed")
-                        bar.advance(task)
+                close_finished(rt.controller, svc.now())
+                close_overdue(rt.controller, svc.now())
+            bar.update(task, completed=total - moving())
+
+
+def _rows(st: dict[str, Any], hosts: list[str]) -> dict[str, Any]:
+    """The status rows of these hosts."""
+    return {h["host"]: h for p in st["pools"] for h in p["hosts"] if h["host"] in hosts}
 
 
 def _wait_remote(client: ApiClient, hosts: list[str], timeout_s: float = 900.0) -> dict[str, Any]:
@@ -233,8 +235,7 @@ def _wait_remote(client: ApiClient, hosts: list[str], timeout_s: float = 900.0) 
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("verifying", total=len(hosts))
         while True:
-            st = client.call("GET", "/v1/status")
-            rows = {h["host"]: h for p in st["pools"] for h in p["hosts"] if h["host"] in hosts}
+            rows = _rows(client.call("GET", "/v1/status"), hosts)
             moving = [h for h, r in rows.items() if r["moving_to"]]
             bar.update(task, completed=len(hosts) - len(moving))
             if not moving or time.monotonic() > end:
@@ -271,6 +272,10 @@ REASON = click.option("--reason", default="", help="Why: kept in the journal and
 FORCE = click.option("--force", is_flag=True, help="Act on a held, excluded or failed host (journaled).")
 
 
+async def _status(svc: Service) -> Any:
+    return status(svc)
+
+
 @click.command("status")
 @click.argument("pool", required=False)
 @POLICIES
@@ -289,10 +294,7 @@ def status_cmd(
       powerpool status web --state-dir /var/lib/powerpool
     """
 
-    async def local(svc: Service) -> Any:
-        return status(svc)
-
-    st = _act(state_dir, policies, hardware, lambda c: c.call("GET", "/v1/status"), local)
+    st = _act(state_dir, policies, hardware, lambda c: c.call("GET", "/v1/status"), _status)
     pools = [p for p in st["pools"] if pool in (None, p["pool"])]
     if as_json:
         out.print_json(json.dumps({"now": st["now"], "pools": pools}))
@@ -330,27 +332,16 @@ def _manual(
 
     async def direct(svc: Service) -> Any:
         await local(svc)
+        await _wait_local(svc)
+        return _rows(status(svc), hosts)
 
-    rows = _act(state_dir, policies, hardware, remote, direct, wait=True)
-    if rows is None:  # direct: read the outcome back from the journal
-        rows = {
-            h["host"]: h
-            for p in _act(state_dir, policies, hardware, lambda c: c.call("GET", "/v1/status"), _status)[
-                "pools"
-            ]
-            for h in p["hosts"]
-            if h["host"] in hosts
-        }
+    rows = _act(state_dir, policies, hardware, remote, direct, look=True)
     if as_json:
         out.print_json(json.dumps(rows))
         return
     for h in hosts:
         r = rows.get(h, {})
         out.print(f"{h}: {r.get('state', '?')} ({r.get('health', '?')})")
-
-
-async def _status(svc: Service) -> Any:
-    return status(svc)
 
 
 @click.command()
@@ -390,9 +381,11 @@ def wake(hosts: tuple[str, ...], pool: str | None, count: int, hold_s: float | N
             return _wait_remote(c, [s["host"] for s in started if "to" in s])
 
         async def local(svc: Service) -> Any:
-            return await manual.wake_n(svc, pool, count, who, reason)
+            started = await manual.wake_n(svc, pool, count, who, reason)
+            await _wait_local(svc)
+            return started
 
-        rows = _act(state_dir, policies, hardware, remote, local, wait=True)
+        rows = _act(state_dir, policies, hardware, remote, local, look=True)
         out.print_json(json.dumps(rows)) if as_json else out.print(rows)
         return
     body = {"hosts": list(hosts), "who": who, "reason": reason, "force": force, "hold_s": hs}
@@ -511,11 +504,7 @@ def journal_cmd(host: str | None, since: float | None, policies: Path, hardware:
         raise click.UsageError(f"no journal at {path} (is --state-dir right?)")
     store = Store(path)
     when = datetime.now().astimezone() - timedelta(seconds=since) if since else None
-    entries = [
-        {"at": e.at.isoformat(timespec="seconds"), "pool": e.pool, "host": e.host, "event": e.event,
-         "detail": e.detail, "who": e.who}
-        for e in store.audit(host, when)
-    ]  # fmt: skip
+    entries = journal_view(store, host, when)
     store.close()
     if as_json:
         out.print_json(json.dumps(entries))
