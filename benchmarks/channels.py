@@ -11,7 +11,6 @@ PDUs, asyncssh servers for the hosts, the real pysnmp and paramiko clients.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from powerpool.channels.pdu_profile import load_pdu_profiles
 from powerpool.channels.snmp_pdu import PduChannel, PduTarget, Snmp
 from powerpool.channels.ssh import SshChannel, SshTarget
-from powerpool.lab.host import EmulatedHost, authorized, new_key, write_known_hosts
+from powerpool.lab.host import EmulatedHost, authorized, new_key, save_key, write_known_hosts
 from powerpool.lab.loop import BackgroundLoop
 from powerpool.lab.snmp_agent import EmulatedOutlet, SnmpAgent, pdu_records, render_snmprec
 
@@ -71,9 +70,7 @@ def bench_pdus(lag_s: float = 0.0) -> tuple[float, float]:
 def bench_ssh() -> list[tuple[float, float]]:
     with tempfile.TemporaryDirectory() as d, BackgroundLoop() as lab:
         client = new_key()
-        key = Path(d) / "id"
-        key.write_bytes(client.export_private_key("openssh"))
-        os.chmod(key, 0o600)
+        key = save_key(client, Path(d) / "id")
         auth = authorized([client])
         host_key = new_key()
         hosts = [

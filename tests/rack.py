@@ -4,7 +4,6 @@ loop, an snmpsim PDU whose outlets feed the hosts, a client key and pinned known
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from powerpool.lab.host import (
     WolListener,
     authorized,
     new_key,
+    save_key,
     write_known_hosts,
 )
 from powerpool.lab.loop import BackgroundLoop
@@ -43,12 +43,8 @@ class Rack:
         self.dir = Path(self._tmp.name)
         self.loop = BackgroundLoop().__enter__()
         client = new_key()
-        self.key = self.dir / "id_ed25519"
-        self.key.write_bytes(client.export_private_key("openssh"))
-        os.chmod(self.key, 0o600)
-        self.other_key = self.dir / "other_ed25519"
-        self.other_key.write_bytes(new_key().export_private_key("openssh"))
-        os.chmod(self.other_key, 0o600)
+        self.key = save_key(client, self.dir / "id_ed25519")
+        self.other_key = save_key(new_key(), self.dir / "other_ed25519")
         numbers = sorted({n for ns in self.outlets.values() for n in ns} | set(self.stuck)) or [1]
         files = {
             "pdu": render_snmprec(

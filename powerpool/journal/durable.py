@@ -75,7 +75,7 @@ class DurableJournal(MemoryJournal):
 
     # -- writes -------------------------------------------------------------------------
 
-    def _save_host(self, db: object, o: HostObservation) -> None:
+    def _save_host(self, o: HostObservation) -> None:
         h = o.hold
         self.store.db.execute(
             "INSERT INTO hosts (pool, host, state, since, health, hold_kind, hold_until, hold_reason, "
@@ -119,26 +119,27 @@ class DurableJournal(MemoryJournal):
 
     def observe(self, host: str, state: PowerState, now: datetime, health: Health = Health.OK) -> None:
         before = self._obs[host]
-        super().observe(host, state, now, health)
-        after = self._obs[host]
-        if after != before or host not in self.known:
-            with self.store.transaction() as db:
-                self._save_host(db, after)
-                if (before.state, before.health) != (state, health):
+        changed = (before.state, before.health) != (state, health)
+        if changed or host not in self.known:
+            after = replace(before, state=state, since=now, health=health) if changed else before
+            with self.store.transaction():
+                self._save_host(after)
+                if changed:
                     self._audit(now, host, "observed", f"{state.value} ({health.value})", "controller")
+        super().observe(host, state, now, health)
 
     def set_health(self, host: str, health: Health, now: datetime, detail: str = "") -> None:
         if self._obs[host].health is health:
             return
-        with self.store.transaction() as db:
-            self._save_host(db, replace(self._obs[host], health=health))
+        with self.store.transaction():
+            self._save_host(replace(self._obs[host], health=health))
             self._audit(now, host, f"health {health.value}", detail, "controller")
         super().set_health(host, health, now, detail)
 
     def set_hold(self, host: str, hold: Hold | None, now: datetime | None = None) -> None:
         now = now or datetime.now().astimezone()
-        with self.store.transaction() as db:
-            self._save_host(db, replace(self._obs[host], hold=hold))
+        with self.store.transaction():
+            self._save_host(replace(self._obs[host], hold=hold))
             if hold is None:
                 self._audit(now, host, "release", "hold released", "operator")
             else:
@@ -189,7 +190,7 @@ class DurableJournal(MemoryJournal):
                 row = replace(o, transition=None, health=Health.FAILED, since=now)
             else:
                 row = HostObservation(host, reached, now, o.health, o.hold, None, self.wakes[host])
-            self._save_host(db, row)
+            self._save_host(row)
             result = f"reached {reached.value}" if reached else "FAILED"
             self._audit(now, host, f"outcome {it.src.value}->{it.dst.value}", f"{result}; {detail}", it.who)
         if self.on_outcome is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +273,13 @@ def write_known_hosts(path: Path, hosts: list[EmulatedHost]) -> None:
 
 def new_key() -> asyncssh.SSHKey:
     return asyncssh.generate_private_key("ssh-ed25519")
+
+
+def save_key(key: asyncssh.SSHKey, path: Path) -> Path:
+    """Write a private key as OpenSSH reads it: owner-only, or it refuses the file."""
+    path.write_bytes(key.export_private_key("openssh"))
+    os.chmod(path, 0o600)
+    return path
 
 
 def authorized(keys: list[asyncssh.SSHKey]) -> asyncssh.SSHAuthorizedKeys:

@@ -27,6 +27,7 @@ from powerpool.lab.host import (
     WolListener,
     authorized,
     new_key,
+    save_key,
     write_known_hosts,
 )
 from powerpool.lab.loop import BackgroundLoop
@@ -54,7 +55,7 @@ class LabRack:
         prof = tomllib.loads((self.repo_hardware / "servers" / f"{PROFILE}.toml").read_text())
         self.enter = {s: prof["enter_s"][s] / self.speed for s in STATES}
         self.ready = {s: prof["ready_s"][s] / self.speed for s in STATES}
-        self._write_profile(prof)
+        self._write_profile()
 
     def s(self, seconds: float, least: float = 0.0) -> float:
         """A policy duration on the lab's clock."""
@@ -65,9 +66,7 @@ class LabRack:
     def __enter__(self) -> LabRack:
         self._loop = BackgroundLoop().__enter__()
         client = new_key()
-        self.key = self.dir["secrets"] / "id_ed25519"
-        self.key.write_bytes(client.export_private_key("openssh"))
-        os.chmod(self.key, 0o600)
+        self.key = save_key(client, self.dir["secrets"] / "id_ed25519")
         self.v3 = V3User("powerpool", secrets.token_hex(12), secrets.token_hex(12))
         for name, value in (("pdu_auth", self.v3.auth_key), ("pdu_priv", self.v3.priv_key)):
             path = self.dir["secrets"] / name
@@ -152,11 +151,11 @@ class LabRack:
 
     # -- files ----------------------------------------------------------------------------
 
-    def _write_profile(self, prof: dict[str, object]) -> None:
+    def _write_profile(self) -> None:
         text = (self.repo_hardware / "servers" / f"{PROFILE}.toml").read_text()
         text = re.sub(r'^name = ".*"', 'name = "lab-2s"', text, count=1, flags=re.M)
 
-        def scale(section: str, body: str) -> str:
+        def scale(body: str) -> str:
             def one(m: re.Match[str]) -> str:
                 return f"{m.group(1)} = {float(m.group(2)) / self.speed:.4f}"
 
@@ -165,7 +164,7 @@ class LabRack:
         parts = re.split(r"^(\[\w+\])$", text, flags=re.M)
         for i in range(1, len(parts), 2):
             if parts[i] in ("[ready_s]", "[enter_s]"):
-                parts[i + 1] = scale(parts[i], parts[i + 1])
+                parts[i + 1] = scale(parts[i + 1])
         (self.dir["hardware/servers"] / "lab-2s.toml").write_text("".join(parts))
 
     def _policy(self) -> str:
