@@ -54,6 +54,11 @@ POLICIES = click.option(
 )
 
 
+def FILES(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--policies, --hardware and --state-dir: where a command finds the pools and the journal."""
+    return POLICIES(HARDWARE(STATE_DIR(fn)))
+
+
 def who_am_i() -> str:
     return os.environ.get("SUDO_USER") or os.environ.get("USER") or f"uid {os.getuid()}"
 
@@ -140,9 +145,7 @@ def _reload(svc: Service, reload: Callable[[], Loaded]) -> None:
 
 
 @click.command()
-@POLICIES
-@HARDWARE
-@STATE_DIR
+@FILES
 @click.option("--dry-run", is_flag=True, help="Observe and log the plans; send no command.")
 @click.option("--api-port", type=int, default=0, show_default="any free port", help="Local API port.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -278,9 +281,7 @@ async def _status(svc: Service) -> Any:
 
 @click.command("status")
 @click.argument("pool", required=False)
-@POLICIES
-@HARDWARE
-@STATE_DIR
+@FILES
 @JSON
 @friendly
 @_refused
@@ -351,9 +352,7 @@ def _manual(
 @FOR
 @REASON
 @FORCE
-@POLICIES
-@HARDWARE
-@STATE_DIR
+@FILES
 @JSON
 @friendly
 @_refused
@@ -404,9 +403,7 @@ def wake(hosts: tuple[str, ...], pool: str | None, count: int, hold_s: float | N
 @FOR
 @REASON
 @FORCE
-@POLICIES
-@HARDWARE
-@STATE_DIR
+@FILES
 @JSON
 @friendly
 @_refused
@@ -438,9 +435,7 @@ def sleep(host: str, to: str, hold_s: float | None, reason: str, force: bool, po
 @click.option("--exclude", "kind", flag_value="excluded", help="Keep automation away entirely.")
 @FOR
 @click.option("--reason", required=True, help="Why (required: it is shown to everyone).")
-@POLICIES
-@HARDWARE
-@STATE_DIR
+@FILES
 @friendly
 @_refused
 def hold(
@@ -468,9 +463,7 @@ def hold(
 
 @click.command()
 @click.argument("host")
-@POLICIES
-@HARDWARE
-@STATE_DIR
+@FILES
 @friendly
 @_refused
 def release(host: str, policies: Path, hardware: Path | None, state_dir: Path) -> None:
@@ -488,9 +481,7 @@ def release(host: str, policies: Path, hardware: Path | None, state_dir: Path) -
 @click.command("journal")
 @click.option("--host", help="Only this host.")
 @click.option("--since", callback=_duration, metavar="DURATION", help='Only the last DURATION, e.g. "1h".')
-@POLICIES
-@HARDWARE
-@STATE_DIR
+@FILES
 @JSON
 @friendly
 def journal_cmd(host: str | None, since: float | None, policies: Path, hardware: Path | None, state_dir: Path,
