@@ -66,7 +66,7 @@ def status(svc: Service) -> dict[str, Any]:
                 "acting": rt.acting and not rt.controller.dry_run,
                 "load": j.load,
                 "load_age_s": (now - j.load_at).total_seconds() if j.load_at else None,
-                "power_w": svc.metrics.power.labels(name)._value.get(),
+                "power_w": svc.metrics.pool_watts(name),
                 "needed": plan.needed if plan else None,
                 "tiers": [
                     {"tier": t.name, "required": t.required, "available": t.available} for t in plan.tiers

@@ -56,6 +56,11 @@ class Metrics:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tripped: set[str] = set()  # pools whose breaker is open (alert once per trip)
 
+    def pool_watts(self, pool: str) -> float:
+        """The pool's estimated draw at its last tick (0 before the first)."""
+        last = self._last.get(pool)
+        return last[1] if last else 0.0
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -117,7 +117,7 @@ def _run(rack: LabRack, trace: Trace, speed: float, duration: float, quiet: bool
             rack.set_load(value)
             rt = svc.pools.get("lab")
             if rt is not None and rt.controller.last_plan is not None:
-                gauge = svc.metrics.power.labels("lab")._value.get()
+                gauge = svc.metrics.pool_watts("lab")
                 short = int(rt.controller.last_plan.tiers[0].short)  # the warm floor (needed + warm)
                 samples.append((now, value, gauge, always_on(pool, value), short))
                 if live is not None and now - shown > 0.5:
