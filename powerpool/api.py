@@ -23,6 +23,7 @@ from powerpool import manual
 from powerpool.errors import PowerpoolError
 from powerpool.journal.store import Store
 from powerpool.model import HoldKind, PowerState
+from powerpool.planner.explain import plan_json
 from powerpool.service import Service
 
 API_FILE, TOKEN_FILE = "api.json", "api.token"
@@ -80,25 +81,12 @@ def status(svc: Service) -> dict[str, Any]:
     return {"now": now.isoformat(timespec="seconds"), "pools": pools}
 
 
-def plan_view(svc: Service, pool: str | None) -> dict[str, Any]:
-    out = {}
-    for name, rt in svc.pools.items():
-        if pool not in (None, name):
-            continue
-        p = rt.controller.last_plan
-        out[name] = None if p is None else {
-            "demand": p.demand,
-            "forecast": p.forecast,
-            "needed": p.needed,
-            "actions": [{"host": a.host, "from": a.src, "to": a.dst, "reason": a.reason} for a in p.actions],
-            "vetoes": [
-                {"host": v.host, "from": v.src, "to": v.dst, "rule": v.rule, "reason": v.reason}
-                for v in p.vetoes
-            ],
-            "tiers": [{"tier": t.name, "required": t.required, "available": t.available} for t in p.tiers],
-            "notes": list(p.notes),
-        }  # fmt: skip
-    return out
+def plan_view(svc: Service) -> dict[str, Any]:
+    """Each pool's plan from its last tick (None before the first)."""
+    return {
+        name: None if rt.controller.last_plan is None else plan_json(name, rt.controller.last_plan)
+        for name, rt in svc.pools.items()
+    }
 
 
 def journal_view(store: Store, host: str | None, since: datetime | None) -> list[dict[str, Any]]:
@@ -167,7 +155,7 @@ class ApiServer:
         return self._json(status(self.svc))
 
     async def _plan(self, request: web.Request) -> web.Response:
-        return self._json(plan_view(self.svc, request.query.get("pool")))
+        return self._json(plan_view(self.svc))
 
     async def _journal(self, request: web.Request) -> web.Response:
         since = request.query.get("since")

@@ -206,8 +206,21 @@ def _act(
     try:
         return asyncio.run(direct())
     except StateDirBusy as e:
+        client = _api_soon(state_dir)  # a service that is starting: its API comes up shortly
+        if client is not None:
+            return remote(client)
         err.print(f"[red]refused:[/red] {e}")
         sys.exit(1)
+
+
+def _api_soon(state_dir: Path, wait_s: float = 15.0) -> ApiClient | None:
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        client = ApiClient.connect(state_dir)
+        if client is not None:
+            return client
+        time.sleep(0.2)
+    return None
 
 
 async def _wait_local(svc: Service) -> None:

@@ -130,6 +130,25 @@ def service(rack: LabRack) -> Iterator[tuple[subprocess.Popen[str], Load]]:
     stop(proc)
 
 
+def test_live_plan_without_a_service_reads_the_load_and_the_journal(rack: LabRack) -> None:
+    rack.set_load(300.0)  # 3.75 host-capacities at 80 %: four hosts needed
+    r = powerpool("plan", "lab", "--json", *files(rack))
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    assert p["pool"] == "lab" and p["needed"] == 4 and p["actions"] == []
+    r = powerpool("plan", "nosuch", *files(rack))
+    assert r.returncode == 2 and "no pool 'nosuch'; pools: lab" in r.stderr
+
+
+def test_live_plan_comes_from_the_running_service(service: Any, rack: LabRack) -> None:
+    r = powerpool("plan", "--json", *files(rack))
+    assert r.returncode == 0, r.stderr
+    (p,) = json.loads(r.stdout)["pools"]
+    assert p["pool"] == "lab" and p["tiers"] and p["demand_hosts"] > 0
+    r = powerpool("plan", "lab", *files(rack))
+    assert r.returncode == 0 and "reserve ladder" in r.stdout
+
+
 def test_a_second_run_on_the_same_state_dir_refuses_to_act(service: Any, rack: LabRack) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "powerpool", "run", *files(rack)], capture_output=True, text=True, timeout=60

@@ -50,6 +50,7 @@ class HostBehaviour:
     sudo: tuple[str, ...] = SUDO_RULES  # command prefixes allowed by sudoers
     hang_on_suspend: bool = False  # the session never returns (a broken suspend)
     ignore_wol: bool = False  # NIC not armed, or the packet is lost
+    never_boots: bool = False  # a dead board: no packet or power-on brings it back
     wol_password: bytes = b""  # SecureOn; empty = none
     disks: tuple[str, ...] = ("/dev/sdb",)
     loadavg: float = 0.1
@@ -107,7 +108,8 @@ class EmulatedHost:
         await self.silence()
 
     async def wake(self) -> None:
-        if self.state not in ("sleep", "hibernate", "off") or self.behaviour.ignore_wol:
+        b = self.behaviour
+        if self.state not in ("sleep", "hibernate", "off") or b.ignore_wol or b.never_boots:
             return
         was, self.state = self.state, "booting"  # later packets of the burst change nothing
         self.woken += 1
@@ -131,7 +133,7 @@ class EmulatedHost:
             if not self.powered() and self.state != "unpowered":
                 self.state = "unpowered"
                 await self.silence()
-            elif self.powered() and self.state == "unpowered":
+            elif self.powered() and self.state == "unpowered" and not self.behaviour.never_boots:
                 self.state = "booting"
                 await asyncio.sleep(self.behaviour.ready("unpowered"))
                 self.boot_id, self.state, self.governor = str(uuid.uuid4()), "active", "performance"

@@ -1,0 +1,121 @@
+"""Faults injected into the lab rack under a running `powerpool run`: a magic packet that
+never arrives is recovered by the PDU power cycle, and a host that never comes back is
+marked failed while another spare is woken in the same tick.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from powerpool.lab.rack import LabRack
+from tests.conftest import REPO
+from tests.test_service import SPEED, Load, start_run, status, stop, wait_for
+
+
+@pytest.fixture(scope="module")
+def rack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRack]:
+    with LabRack(tmp_path_factory.mktemp("faults"), REPO / "hardware", hosts=6, pdus=1, speed=SPEED) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def service(rack: LabRack) -> Iterator[tuple[subprocess.Popen[str], Load]]:
+    load = Load(rack, 40.0)  # one host needed + one warm: four spares get parked
+    proc = start_run(rack)
+    yield proc, load
+    load.close()
+    stop(proc)
+
+
+def parked(rack: LabRack, n: int) -> dict[str, str]:
+    """Parked hosts and their state, once the pool has settled (n parked, none moving)."""
+
+    def settled() -> dict[str, str] | None:
+        st = status(rack)
+        down = {h: r["state"] for h, r in st.items() if r["state"] != "active" and r["health"] == "ok"}
+        moving = [h for h, r in st.items() if r["moving_to"]]
+        return down if len(down) >= n and not moving else None
+
+    return wait_for(f"{n} spares parked", settled, timeout=60)  # type: ignore[no-any-return]
+
+
+def wakes(rack: LabRack, after: int) -> list[dict[str, Any]]:
+    return [r for r in rows(rack)[after:] if r["dst"] == "active"]
+
+
+def test_a_lost_magic_packet_is_recovered_by_the_pdu_cycle(service: Any, rack: LabRack) -> None:
+    _, load = service
+    down = parked(rack, 4)
+    for host in down:
+        rack.emulated[host].behaviour.ignore_wol = True  # every packet to a spare is lost
+    before = len(rows(rack))
+    load.value = 100.0  # two hosts needed + one warm: a spare must come back
+
+    def woken() -> list[dict[str, Any]]:  # from a powered state: WOL was tried first
+        return [r for r in wakes(rack, before) if r["closed"] and r["src"] != "unpowered"]
+
+    done = wait_for("a wake from sleep or off verified", woken, timeout=60)
+    host, reached, detail = (done[0][k] for k in ("host", "reached", "detail"))
+    assert reached == "active" and detail.startswith("pdu:"), detail
+    mac = rack.emulated[host].mac
+    assert (mac, False) in rack.wol.received  # the packets arrived and were dropped
+    pdu, n = rack.outlet_of[host]
+    sets = (rack.dir["outlets"] / "sets.log").read_text().splitlines()
+    mine = [line.split()[-1] for line in sets if line.startswith(f"{pdu} {n} ")]
+    assert mine[-2:] == ["off", "on"], mine  # the cycle: off, then on
+    assert status(rack)[host]["state"] == "active"
+    for h in rack.emulated.values():
+        h.behaviour.ignore_wol = False
+
+
+def test_a_host_that_never_comes_back_is_failed_and_a_spare_woken_no_later_than_that_tick(
+    service: Any, rack: LabRack
+) -> None:
+    _, load = service
+    load.value = 40.0
+    down = parked(rack, 4)
+    for host in down:
+        rack.emulated[host].behaviour.never_boots = True
+    before = len(rows(rack))
+    load.value = 100.0
+    first = wait_for("a wake started", lambda: wakes(rack, before), timeout=60)[0]["host"]
+    for host in down:
+        if host != first:  # the other spare is healthy
+            rack.emulated[host].behaviour.never_boots = False
+
+    failed = wait_for(
+        "the dead host's wake failed",
+        lambda: [r for r in wakes(rack, before) if r["host"] == first and r["closed"]],
+        timeout=60,
+    )
+    dead = failed[0]
+    assert dead["reached"] is None, str(dead)
+    assert "every channel failed" in dead["detail"] or dead["detail"] == "deadline passed", str(dead)
+    # The replacement: another spare's wake, started after the dead host's and no later than
+    # the tick that failed it (the planner stops counting a wake once it is overdue, so
+    # it may hedge before the deadline; it must never wait past it).
+    other = [
+        r for r in rows(rack)
+        if r["dst"] == "active" and r["host"] != first and dead["started"] < r["started"] <= dead["closed"]
+    ]  # fmt: skip
+    assert other, rows(rack)
+    spare = other[0]["host"]
+    wait_for("the other spare verified", lambda: status(rack)[spare]["state"] == "active", timeout=60)
+    st = status(rack)
+    assert st[first]["health"] == "failed"
+    assert sum(r["state"] == "active" and r["health"] == "ok" for r in st.values()) >= 3
+
+
+def rows(rack: LabRack) -> list[dict[str, Any]]:
+    """The journal's intents table, as dicts."""
+    db = sqlite3.connect(rack.dir["state"] / "journal.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM intents ORDER BY id")]
+    finally:
+        db.close()
