@@ -8,6 +8,7 @@ where to call. /metrics needs no token (Prometheus scrapes it). Manual actions g
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -19,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from powerpool import manual
+from powerpool import manual, qualify
 from powerpool.errors import PowerpoolError
 from powerpool.journal.store import Store
 from powerpool.model import HoldKind, PowerState
@@ -113,6 +114,9 @@ class ApiServer:
         app.router.add_post("/v1/sleep", self._sleep)
         app.router.add_post("/v1/hold", self._hold)
         app.router.add_post("/v1/release", self._release)
+        app.router.add_post("/v1/qualify", self._qualify)
+        app.router.add_get("/v1/qualify", self._qualification)
+        self.qualifying: dict[str, tuple[qualify.Qualification, asyncio.Task[qualify.Qualification]]] = {}
         self.runner = web.AppRunner(app, access_log=None)
 
     async def start(self) -> str:
@@ -132,6 +136,11 @@ class ApiServer:
     async def stop(self) -> None:
         (self.svc.state_dir / API_FILE).unlink(missing_ok=True)
         await self.runner.cleanup()
+        running = [t for _, t in self.qualifying.values() if not t.done()]
+        if running:  # a round trip in flight: let it finish, as the fleet's verifications do
+            _, pending = await asyncio.wait(running, timeout=60.0)
+            for t in pending:
+                t.cancel()
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -196,6 +205,21 @@ class ApiServer:
         b = await request.json()
         await manual.release(self.svc, b["host"], b["who"])
         return self._json({"host": b["host"], "released": True})
+
+    async def _qualify(self, request: web.Request) -> web.Response:
+        b = await request.json()
+        host, who = b["host"], b["who"]
+        if host in self.qualifying and not self.qualifying[host][1].done():
+            raise manual.Refusal(host, "one qualification at a time", "already being qualified")
+        q = await qualify.prepare(self.svc, host, [PowerState(s) for s in b.get("states", [])], who)
+        self.qualifying[host] = (q, qualify.spawn(self.svc, q, who))
+        return self._json(q.view())
+
+    async def _qualification(self, request: web.Request) -> web.Response:
+        host = request.query["host"]
+        if host not in self.qualifying:
+            return self._json({"error": f"no qualification of {host} since the service started"}, 404)
+        return self._json(self.qualifying[host][0].view())
 
 
 # -- the client -----------------------------------------------------------------------

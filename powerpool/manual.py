@@ -39,15 +39,15 @@ class Refusal(PowerpoolError):
         super().__init__(f"{host}: refused by {rule}: {detail}")
 
 
-def _find(svc: Service, host: str) -> PoolRuntime:
+def runtime_of(svc: Service, host: str) -> PoolRuntime:
     try:
         return svc.runtime(host)
     except KeyError:
-        known = sorted(h for rt in svc.pools.values() for h in rt.journal._obs)
+        known = sorted(h.name for rt in svc.pools.values() for h in rt.bundle.pool.hosts)
         raise Refusal(host, "unknown host", f"not in any pool ({', '.join(known[:8])}...)") from None
 
 
-def _free(rt: PoolRuntime, host: str, force: bool) -> None:
+def check_free(rt: PoolRuntime, host: str, force: bool) -> None:
     o = rt.journal.state(host)
     if host in rt.journal.open:
         it = rt.journal.open[host]
@@ -62,7 +62,7 @@ def _free(rt: PoolRuntime, host: str, force: bool) -> None:
         raise Refusal(host, o.health.value, "release it after fixing, or use --force")
 
 
-def _warm_floor(rt: PoolRuntime, host: str, dst: PowerState) -> None:
+def check_warm_floor(rt: PoolRuntime, host: str, dst: PowerState) -> None:
     """Refuse a move that leaves the warm tier short, counting the host as already gone."""
     now = rt.controller.clock.now()
     snap = rt.journal.snapshot(now)
@@ -86,9 +86,9 @@ async def move(
     hold_s: float = DEFAULT_HOLD_S,
 ) -> dict[str, Any]:
     """Start a manual transition (verified later, like the controller's own)."""
-    rt = _find(svc, host)
+    rt = runtime_of(svc, host)
     async with rt.lock:
-        _free(rt, host, force)
+        check_free(rt, host, force)
         o = rt.journal.state(host)
         src = o.state
         pool = rt.bundle.pool
@@ -100,7 +100,7 @@ async def move(
         if not can_transition(src, dst):
             raise Refusal(host, "transition table", f"no direct move {src.value}->{dst.value}; wake it first")
         if not dst.warm or (src.warm and dst is PowerState.FREQ_SCALED):
-            _warm_floor(rt, host, dst)
+            check_warm_floor(rt, host, dst)
         now = svc.now()
         why = f"manual by {who}" + (f": {reason}" if reason else "") + (" (FORCED)" if force else "")
         if force:
@@ -128,7 +128,7 @@ async def wake_n(svc: Service, pool: str, n: int, who: str, reason: str = "") ->
 
 
 async def hold(svc: Service, host: str, kind: HoldKind, hold_s: float | None, reason: str, who: str) -> None:
-    rt = _find(svc, host)
+    rt = runtime_of(svc, host)
     async with rt.lock:
         now = svc.now()
         until = now + timedelta(seconds=hold_s) if hold_s else None
@@ -137,7 +137,7 @@ async def hold(svc: Service, host: str, kind: HoldKind, hold_s: float | None, re
 
 async def release(svc: Service, host: str, who: str) -> None:
     """Drop the hold and clear failed/quarantined health (the operator fixed the host)."""
-    rt = _find(svc, host)
+    rt = runtime_of(svc, host)
     async with rt.lock:
         now = svc.now()
         rt.journal.set_hold(host, None, now)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from powerpool.api import ApiClient
+from powerpool.api import ApiClient, plan_view
 from powerpool.cliutil import JSON, friendly, load, out
 from powerpool.model import fmt_duration
 from powerpool.planner import plan as make_plan
@@ -79,13 +79,7 @@ def _live(pool: str | None, policies: Path, hardware: Path | None, state_dir: Pa
         return c.call("GET", "/v1/plan")
 
     async def direct(svc: Service) -> Any:
-        views = {}
-        for name, rt in svc.pools.items():
-            now = svc.now()
-            reading = await rt.source.read(now)
-            rt.journal.record_load(reading.value, reading.observed_at)
-            views[name] = plan_json(name, make_plan(rt.bundle.pool, rt.journal.snapshot(now)))
-        return views
+        return plan_view(svc)  # _act planned each pool on a fresh load reading
 
     views: dict[str, Any] = _act(state_dir, policies, hardware, remote, direct)
     if pool is not None and pool not in views:

@@ -25,7 +25,7 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from powerpool import manual
+from powerpool import manual, qualify
 from powerpool.api import ApiClient, ApiServer, journal_view, status
 from powerpool.cliutil import HARDWARE, JSON, err, friendly, load, out
 from powerpool.config import Loaded
@@ -197,7 +197,9 @@ def _act(
         svc = Service(loaded, state_dir, pdu_dir(policies, hardware), role="cli")
         await svc.open(look=look)
         try:
-            for rt in svc.pools.values():
+            for rt in svc.pools.values():  # the guards judge on a fresh reading, as a tick does
+                reading = await rt.source.read(svc.now())
+                rt.journal.record_load(reading.value, reading.observed_at)
                 rt.controller.last_plan = make_plan(rt.bundle.pool, rt.journal.snapshot(svc.now()))
             return await local(svc)
         finally:
@@ -519,4 +521,77 @@ def journal_cmd(host: str | None, since: float | None, policies: Path, hardware:
     out.print(table)
 
 
-COMMANDS = (run, status_cmd, wake, sleep, hold, release, journal_cmd)
+PARKED = [s.value for s in PowerState if not s.warm]
+
+
+@click.command("qualify")
+@click.argument("host")
+@click.option("--to", "states", multiple=True, type=click.Choice(PARKED),
+              help="A parked state to try (repeatable); default: every one the pool uses.")  # fmt: skip
+@FILES
+@JSON
+@friendly
+@_refused
+def qualify_cmd(host: str, states: tuple[str, ...], policies: Path, hardware: Path | None, state_dir: Path,
+                as_json: bool) -> None:  # fmt: skip
+    """Enrol a host: one supervised round trip per parked state, measured.
+
+    Through the exact channels the controller uses, journaled like any transition, the
+    host goes down into each state and is woken again; the measured enter and ready
+    times are compared with its hardware profile. It is held excluded meanwhile. A host
+    that fails is marked failed (not enrolled) until you fix it and `release` it. Exit
+    1 when it failed.
+
+    \b
+    Examples:
+      powerpool qualify web07                   every state the pool parks hosts in
+      powerpool qualify web07 --to sleep --to off
+    """
+    who = who_am_i()
+    body = {"host": host, "states": list(states), "who": who}
+
+    def remote(c: ApiClient) -> Any:
+        view = c.call("POST", "/v1/qualify", body)
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"qualifying {host}", total=len(view["legs"]))
+            while not view["done"]:
+                time.sleep(0.5)
+                view = c.call("GET", f"/v1/qualify?host={host}")
+                bar.update(task, completed=sum(leg["ok"] for leg in view["legs"]))
+        return view
+
+    async def local(svc: Service) -> Any:
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"qualifying {host}", total=None)
+
+            def step(q: qualify.Qualification) -> None:
+                bar.update(task, total=len(q.legs), completed=sum(leg.ok for leg in q.legs))
+
+            q = await qualify.qualify(svc, host, [PowerState(s) for s in states], who, step)
+        return q.view()
+
+    view = _act(state_dir, policies, hardware, remote, local, look=True)
+    if as_json:
+        out.print_json(json.dumps(view))
+    else:
+        table = Table("state", "enter (measured / profile)", "ready (measured / profile)", "result",
+                      title=f"{host} ({view['pool']})", title_justify="left")  # fmt: skip
+        for leg in view["legs"]:
+            enter = "" if leg["profile_enter_s"] is None else (
+                f"{_secs(leg['enter_s'])} / {leg['profile_enter_s']:g} s")  # fmt: skip
+            ready = f"{_secs(leg['ready_s'])} / {leg['profile_ready_s']:g} s"
+            table.add_row(leg["state"], enter, ready, ("ok: " if leg["ok"] else "") + leg["detail"])
+        out.print(table)
+        if view["passed"]:
+            out.print(f"[green]{host} is enrolled[/green]: every round trip was verified")
+    if not view["passed"]:
+        err.print(f"[red]{host} is NOT enrolled:[/red] {view['error']}; it is marked failed until you fix "
+                  f"it and run `powerpool release {host}`", soft_wrap=True)  # fmt: skip
+        sys.exit(1)
+
+
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f} s"
+
+
+COMMANDS = (run, status_cmd, wake, sleep, hold, release, journal_cmd, qualify_cmd)

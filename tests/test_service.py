@@ -140,6 +140,18 @@ def test_live_plan_without_a_service_reads_the_load_and_the_journal(rack: LabRac
     assert r.returncode == 2 and "no pool 'nosuch'; pools: lab" in r.stderr
 
 
+def test_qualify_without_a_service_keeps_the_warm_floor_then_enrols(rack: LabRack) -> None:
+    rack.set_load(300.0)  # every host needed: qualifying one would leave the pool short
+    r = powerpool("qualify", "lab04", "--to", "sleep", *files(rack), timeout=120)
+    assert r.returncode == 1 and "warm floor (needed + warm)" in r.stderr, r.stderr
+    rack.set_load(0.0)
+    r = powerpool("qualify", "lab04", "--to", "sleep", "--json", *files(rack), timeout=120)
+    assert r.returncode == 0, r.stderr
+    (leg,) = json.loads(r.stdout)["legs"]
+    assert leg["ok"] and leg["enter_s"] > 0 and leg["ready_s"] > 0
+    assert rack.emulated["lab04"].state == "active" and rack.emulated["lab04"].suspend_success == 1
+
+
 def test_live_plan_comes_from_the_running_service(service: Any, rack: LabRack) -> None:
     r = powerpool("plan", "--json", *files(rack))
     assert r.returncode == 0, r.stderr

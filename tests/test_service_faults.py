@@ -5,6 +5,7 @@ marked failed while another spare is woken in the same tick.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 
 from powerpool.lab.rack import LabRack
 from tests.conftest import REPO
-from tests.test_service import SPEED, Load, start_run, status, stop, wait_for
+from tests.test_service import SPEED, Load, files, powerpool, start_run, status, stop, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,39 @@ def rows(rack: LabRack) -> list[dict[str, Any]]:
         return [dict(r) for r in db.execute("SELECT * FROM intents ORDER BY id")]
     finally:
         db.close()
+
+
+def test_qualify_enrols_a_parked_host_with_measured_latencies(service: Any, rack: LabRack) -> None:
+    _, load = service
+    load.value = 40.0
+    down = parked(rack, 3)
+    host = next(h for h, s in down.items() if s == "sleep")
+    before = len(rows(rack))
+    r = powerpool("qualify", host, "--to", "sleep", "--json", *files(rack), timeout=120)
+    assert r.returncode == 0, r.stderr
+    view = json.loads(r.stdout)
+    assert view["passed"] and view["enrolled"]
+    first, trip = view["legs"]
+    assert first["state"] == "sleep" and first["enter_s"] is None and first["ready_s"] > 0  # woken first
+    assert trip["state"] == "sleep" and trip["enter_s"] > 0 and trip["ready_s"] > 0 and trip["ok"]
+    mine = [r for r in rows(rack)[before:] if r["host"] == host]
+    assert [(r["src"], r["dst"], r["reached"]) for r in mine[:3]] == [
+        ("sleep", "active", "active"), ("active", "sleep", "sleep"), ("sleep", "active", "active")
+    ]  # fmt: skip
+    assert all(r["reason"].startswith("qualify by") for r in mine[:3])  # the controller kept away
+    db = sqlite3.connect(rack.dir["state"] / "journal.sqlite")
+    saved = db.execute("SELECT state, ok FROM qualifications WHERE host = ?", (host,)).fetchall()
+    db.close()
+    assert saved == [("sleep", 1), ("sleep", 1)]
+    assert status(rack)[host]["hold"] is None  # the qualification's hold ended with it
+
+
+def test_a_host_that_fails_qualification_is_not_enrolled(service: Any, rack: LabRack) -> None:
+    down = parked(rack, 3)
+    host = next(h for h in down)
+    rack.emulated[host].behaviour.never_boots = True
+    r = powerpool("qualify", host, *files(rack), timeout=120)
+    assert r.returncode == 1
+    assert f"{host} is NOT enrolled" in r.stderr and "Traceback" not in r.stderr
+    row = status(rack)[host]
+    assert row["health"] == "failed" and row["hold"] is None

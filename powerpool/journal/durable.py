@@ -110,6 +110,19 @@ class DurableJournal(MemoryJournal):
         with self.store.transaction():
             self._audit(now, host, event, detail, who)
 
+    def qualified(
+        self, host: str, now: datetime, state: PowerState, enter_s: float | None, ready_s: float | None,
+        ok: bool, detail: str, who: str,
+    ) -> None:  # fmt: skip
+        """Record one measured round trip to `state` and back (`powerpool qualify`)."""
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO qualifications (pool, host, at, state, enter_s, ready_s, ok, detail, who) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.pool.name, host, now.timestamp(), state.value, enter_s, ready_s, int(ok), detail, who),
+            )
+            self._audit(now, host, f"qualify {state.value}", ("passed; " if ok else "FAILED; ") + detail, who)
+
     def renew(self, now: datetime) -> None:
         """Keep the lease; raises LeadershipLost when another controller took it."""
         self.store.renew(self.pool.name, self.holder, self.epoch, now)

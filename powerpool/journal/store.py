@@ -40,6 +40,13 @@ MIGRATIONS: tuple[str, ...] = (
         pool TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch INTEGER NOT NULL,
         renewed REAL NOT NULL);
     """,
+    """
+    CREATE TABLE qualifications (
+        id INTEGER PRIMARY KEY, pool TEXT NOT NULL, host TEXT NOT NULL, at REAL NOT NULL,
+        state TEXT NOT NULL, enter_s REAL, ready_s REAL, ok INTEGER NOT NULL,
+        detail TEXT NOT NULL, who TEXT NOT NULL);
+    CREATE INDEX qualifications_host ON qualifications (pool, host, at);
+    """,
 )
 
 
