@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -220,6 +223,42 @@ def test_metrics_are_exposed_for_prometheus(service: Any, rack: LabRack) -> None
     assert "powerpool_transitions_total{" in text  # parked hosts were counted
     with pytest.raises(urllib.error.HTTPError, match="401"):
         urllib.request.urlopen(url + "/v1/status", timeout=10)  # the API needs the token
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus binary (.ci/run installs it)")
+def test_a_real_prometheus_server_scrapes_the_metrics(service: Any, rack: LabRack, tmp_path: Path) -> None:
+    target = json.loads((rack.dir["state"] / "api.json").read_text())["url"].removeprefix("http://")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: powerpool, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    prom = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def query(q: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        try:
+            body = json.loads(urllib.request.urlopen(url, timeout=5).read())
+        except OSError:
+            return []
+        return body["data"]["result"]  # type: ignore[no-any-return]
+
+    try:
+        up = wait_for("prometheus scraping powerpool", lambda: query('up{job="powerpool"} == 1'), 60)
+        assert up[0]["metric"]["instance"] == target
+        hosts = wait_for("powerpool_hosts stored", lambda: query('sum(powerpool_hosts{pool="lab"})'), 30)
+        assert float(hosts[0]["value"][1]) == 4  # every host is in exactly one state
+        assert query("powerpool_leader") and query("powerpool_tick_seconds") and query("powerpool_load")
+    finally:
+        prom.terminate()
+        prom.wait(30)
 
 
 def test_manual_wake_is_verified_and_held(service: Any, rack: LabRack) -> None:
