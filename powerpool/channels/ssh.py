@@ -15,9 +15,11 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -66,16 +68,38 @@ class Readiness:
         return self.boot_id != before.boot_id or self.suspends > before.suspends
 
 
+_parsed: dict[tuple[str, str], tuple[tuple[int, int, int], object]] = {}
+_parsed_lock = threading.Lock()
+
+
+def _cached(kind: str, path: Path, parse: Callable[[str], Any]) -> Any:
+    """A key file parsed once per version: a pool's known_hosts of 500 entries costs far
+    more to parse than the key exchange itself. A changed file (inode, mtime, size) is re-read."""
+    st = path.stat()
+    version = (st.st_ino, st.st_mtime_ns, st.st_size)
+    with _parsed_lock:
+        hit = _parsed.get((kind, str(path)))
+        if hit is not None and hit[0] == version:
+            return hit[1]
+    value = parse(str(path))
+    with _parsed_lock:
+        _parsed[(kind, str(path))] = (version, value)
+    return value
+
+
 def _connect(t: SshTarget) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     try:
-        client.load_host_keys(str(t.known_hosts))
+        known: paramiko.HostKeys = _cached("known_hosts", t.known_hosts, paramiko.HostKeys)
+        name = t.address if t.port == 22 else f"[{t.address}]:{t.port}"  # as OpenSSH writes it
+        for keytype, key in (known.lookup(name) or {}).items():  # only this host's pinned keys
+            client.get_host_keys().add(name, keytype, key)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.connect(
             t.address,
             port=t.port,
             username=t.user,
-            key_filename=str(t.key),
+            pkey=_cached("key", t.key, paramiko.PKey.from_path),
             timeout=t.connect_timeout_s,
             banner_timeout=t.connect_timeout_s,
             auth_timeout=t.connect_timeout_s,
@@ -145,18 +169,20 @@ def _exec(t: SshTarget, command: str, timeout_s: float, conns: _Connections, fre
         chan.exec_command(command)
         out = bytearray()
         end = time.monotonic() + timeout_s
-        while True:
+        while True:  # block on the exit status, waking to drain output and check the deadline
+            done = chan.status_event.wait(max(0.0, min(0.2, end - time.monotonic())))
             while chan.recv_ready():
                 out += chan.recv(65536)
-            if chan.exit_status_ready() and not chan.recv_ready():
+            if chan.exit_status_ready():
+                while chan.recv_ready():
+                    out += chan.recv(65536)
                 code = chan.recv_exit_status()
                 chan.close()
                 break
-            if not chan.get_transport().is_active():
+            if done or not chan.get_transport().is_active():
                 raise EOFError("the connection dropped while the command ran")
             if time.monotonic() > end:
                 raise _CommandTimeout(timeout_s)
-            time.sleep(0.01)
     except BaseException:
         if client is not None:
             client.close()

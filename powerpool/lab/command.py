@@ -94,7 +94,7 @@ def lab(hosts: int, pdus: int, trace_path: Path, speed: float, duration: float, 
 
 
 def _run(rack: LabRack, trace: Trace, speed: float, duration: float, quiet: bool) -> dict[str, Any]:
-    loaded = load((rack.policy,), rack.root / "hardware")
+    loaded = load((rack.dir["policies"],), rack.root / "hardware")
     pool = loaded.policies["lab"].pool
     peak = max(trace.load) or 1.0
     factor = 0.7 * len(pool.hosts) * pool.capacity_per_host / peak  # the trace's peak: 70 % of the rack

@@ -45,6 +45,7 @@ class LabRack:
     hosts: int = 8
     pdus: int = 2
     speed: float = 240.0
+    pools: int = 1  # hosts split evenly over this many pools (one policy file each)
     _loop: BackgroundLoop | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -89,7 +90,7 @@ class LabRack:
             name, pdu, n = f"lab{i + 1:02d}", f"pdu{i % self.pdus + 1}", i // self.pdus + 1
             self.outlet_of[name] = (pdu, n)
             self.emulated[name] = EmulatedHost(
-                name, f"02:4c:41:42:00:{i + 1:02x}", new_key(), authorized([client]),
+                name, f"02:4c:41:42:{(i + 1) >> 8:02x}:{(i + 1) & 255:02x}", new_key(), authorized([client]),
                 behaviour=HostBehaviour(**behaviour),  # type: ignore[arg-type]
                 power_files=(self.dir["outlets"] / pdu / str(n),),
             )  # fmt: skip
@@ -97,17 +98,21 @@ class LabRack:
 
         self._watchers: list[asyncio.Task[None]] = []
 
+        poll_s = max(0.02, self.hosts / 2000)  # every host reads its outlet file: bound the reads/s
+
         async def start() -> None:
             for h in self.emulated.values():
                 await h.listen()
-                self._watchers.append(asyncio.get_running_loop().create_task(h.watch_power(0.02)))
+                self._watchers.append(asyncio.get_running_loop().create_task(h.watch_power(poll_s)))
             await self.wol.start()
 
         self._loop.run(start(), 60)
         self.known_hosts = self.dir["secrets"] / "known_hosts"
         write_known_hosts(self.known_hosts, list(self.emulated.values()))
-        self.policy = self.dir["policies"] / "lab.toml"
-        self.policy.write_text(self._policy())
+        names = list(self.emulated)
+        for k in range(self.pools):
+            pool = "lab" if self.pools == 1 else f"lab{k + 1}"
+            (self.dir["policies"] / f"{pool}.toml").write_text(self._policy(pool, names[k :: self.pools]))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -167,10 +172,11 @@ class LabRack:
                 parts[i + 1] = scale(parts[i + 1])
         (self.dir["hardware/servers"] / "lab-2s.toml").write_text("".join(parts))
 
-    def _policy(self) -> str:
+    def _policy(self, pool: str, names: list[str]) -> str:
         s, port = self.s, self.agent.address[1]
         hosts = []
-        for name, h in self.emulated.items():
+        for name in names:
+            h = self.emulated[name]
             pdu, n = self.outlet_of[name]
             rack = f"r{(int(name[3:]) - 1) % 2 + 1}"
             hosts.append(
@@ -186,7 +192,7 @@ class LabRack:
         )
         return f"""# written by `powerpool lab`: the real controller against an emulated rack
 # every duration is the production value divided by the lab's speed ({self.speed:g}x)
-name = "lab"
+name = "{pool}"
 description = "emulated rack on loopback"
 tick = {s(10, 0.5)}
 capacity_per_host = 100.0
