@@ -23,6 +23,7 @@ from aiohttp import web
 from powerpool import manual, qualify
 from powerpool.errors import PowerpoolError
 from powerpool.journal.store import Store
+from powerpool.metrics import measured
 from powerpool.model import HoldKind, PowerState
 from powerpool.planner.explain import plan_json
 from powerpool.service import Service
@@ -39,6 +40,7 @@ def status(svc: Service) -> dict[str, Any]:
     for name, rt in svc.pools.items():
         pool, j = rt.bundle.pool, rt.journal
         hosts = []
+        metered = measured(rt, now)
         for h in pool.hosts:
             o = j.state(h.name)
             prof = pool.profiles[h.profile]
@@ -49,7 +51,10 @@ def status(svc: Service) -> dict[str, Any]:
                     "state": o.state.value,
                     "since": o.since.isoformat(timespec="seconds"),
                     "moving_to": it.dst.value if it else None,
-                    "watts": prof.watts(o.state) if prof.supports(o.state) else None,
+                    "watts": metered[h.name]
+                    if h.name in metered
+                    else (prof.watts(o.state) if prof.supports(o.state) else None),
+                    "watts_source": "pdu" if h.name in metered else "profile",
                     "health": o.health.value,
                     "hold": None
                     if o.hold is None
@@ -69,6 +74,7 @@ def status(svc: Service) -> dict[str, Any]:
                 "load": j.load,
                 "load_age_s": (now - j.load_at).total_seconds() if j.load_at else None,
                 "power_w": svc.metrics.pool_watts(name),
+                "power_source": "pdu" if len(metered) == len(pool.hosts) else "profile",
                 "needed": plan.needed if plan else None,
                 "tiers": [
                     {"tier": t.name, "required": t.required, "available": t.available} for t in plan.tiers

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from powerpool.journal import Intent
 from powerpool.model import LADDER, PowerState
 from powerpool.planner.layout import always_on, watts
+from powerpool.reconcile import meter_s
 
 if TYPE_CHECKING:
     from powerpool.service import PoolRuntime
@@ -34,7 +35,18 @@ class Metrics:
         pool = ["pool"]
         self.hosts = Gauge("powerpool_hosts", "Hosts per pool and power state", [*pool, "state"], registry=r)
         self.moving = Gauge("powerpool_hosts_in_transition", "Hosts with an open intent", pool, registry=r)
-        self.power = Gauge("powerpool_pool_power_watts", "Pool draw (profile estimate)", pool, registry=r)
+        self.power = Gauge(
+            "powerpool_pool_power_watts",
+            "Pool draw: the PDU meters when every host is metered, else the profile estimate",
+            pool,
+            registry=r,
+        )
+        self.measured = Gauge(
+            "powerpool_pool_power_measured", "1 when the pool draw comes from PDU meters", pool, registry=r
+        )
+        self.host_watts = Gauge(
+            "powerpool_host_watts", "A host's draw from its outlets' meters", [*pool, "host"], registry=r
+        )
         self.saved = Counter("powerpool_energy_saved_joules", "Saved against always-on", pool, registry=r)
         self.transitions = Counter(
             "powerpool_transitions", "Transitions by result", [*pool, "src", "dst", "result"], registry=r
@@ -57,7 +69,7 @@ class Metrics:
         self._tripped: set[str] = set()  # pools whose breaker is open (alert once per trip)
 
     def pool_watts(self, pool: str) -> float:
-        """The pool's estimated draw at its last tick (0 before the first)."""
+        """The pool's draw at its last tick, metered or estimated (0 before the first)."""
         last = self._last.get(pool)
         return last[1] if last else 0.0
 
@@ -71,7 +83,7 @@ class Metrics:
 
     def tick(self, rt: PoolRuntime, now: datetime) -> None:
         name, pool, j = rt.name, rt.bundle.pool, rt.journal
-        states = {h: j.state(h).state for h in j._obs}
+        states = {h: o.state for h, o in j.observations().items()}
         for s in LADDER:
             self.hosts.labels(name, s.value).set(sum(1 for v in states.values() if v is s))
         self.moving.labels(name).set(len(j.open))
@@ -81,6 +93,12 @@ class Metrics:
             prof = pool.profiles[rt.controller.hosts[host].profile]
             draw += prof.moving_w(it.dst if not it.dst.warm else it.src) - prof.watts(states[host])
         base = always_on(pool, load)
+        fresh = measured(rt, now)
+        for host, w in fresh.items():
+            self.host_watts.labels(name, host).set(w)
+        if fresh and len(fresh) == len(states):
+            draw = sum(fresh.values())
+        self.measured.labels(name).set(1.0 if fresh and len(fresh) == len(states) else 0.0)
         self.power.labels(name).set(draw)
         last = self._last.get(name)
         if last is not None:
@@ -112,6 +130,12 @@ class Metrics:
             task = asyncio.ensure_future(_post(url, event))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+
+def measured(rt: PoolRuntime, now: datetime) -> dict[str, float]:
+    """The hosts' metered watts that are recent enough to trust (three meter reads)."""
+    limit = 3 * meter_s(rt.bundle.pool)
+    return {h: w for h, (w, at) in rt.meters.items() if (now - at).total_seconds() <= limit}
 
 
 async def _post(url: str, event: dict[str, Any]) -> None:

@@ -66,6 +66,16 @@ def deadline_s(pool: Pool, host: Host, action: Action) -> float:
     return (per_channel + pool.wake_margin_s) * channels
 
 
+def sweep_s(pool: Pool) -> float:
+    """How often resting hosts are re-probed."""
+    return max(60.0, 6 * pool.tick_s)
+
+
+def meter_s(pool: Pool) -> float:
+    """How often the PDU meters are read (one walk of each PDU's watts column)."""
+    return 3 * pool.tick_s
+
+
 @dataclass
 class Controller:
     """Everything one pool's tick needs; the service builds one per pool."""

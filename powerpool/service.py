@@ -34,7 +34,7 @@ from powerpool.journal.durable import DurableJournal
 from powerpool.journal.store import Store, holder_id
 from powerpool.metrics import Metrics
 from powerpool.model import Health, PowerState
-from powerpool.reconcile import Controller, LoadSource, close_finished, tick
+from powerpool.reconcile import Controller, LoadSource, close_finished, meter_s, sweep_s, tick
 from powerpool.sources import SshLoadSource, build
 
 log = logging.getLogger("powerpool.service")
@@ -50,6 +50,7 @@ class PoolRuntime:
     source: LoadSource
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     acting: bool = True  # False once the lease was lost: observe, never act
+    meters: dict[str, tuple[float, datetime]] = field(default_factory=dict)  # host -> PDU watts, when
     tick_s: float = 0.0  # how long the last tick took
 
     @property
@@ -138,7 +139,7 @@ class Service:
     async def _first_look(self, rt: PoolRuntime) -> None:
         """Probe hosts the journal has never seen; watch intents a crash left open."""
         j = rt.journal
-        unknown = [h for h in j._obs if h not in j.known and h not in j.open]
+        unknown = [h for h in j.observations() if h not in j.known and h not in j.open]
         found = await asyncio.gather(*(rt.fleet.observe(h) for h in unknown), return_exceptions=True)
         now = self.clock.now()
         for host, state in zip(unknown, found, strict=True):
@@ -146,6 +147,7 @@ class Service:
                 j.observe(host, state, now)
             else:  # silent and no outlet says why: assume off, keep it out until seen
                 j.observe(host, PowerState.OFF, now, Health.UNKNOWN)
+        await self.read_meters(rt.name)
         for it in list(j.open.values()):
             log.info("pool %s: re-observing %s (open intent %s->%s)", rt.name, it.host, it.src, it.dst)
             rt.fleet.resume(it)
@@ -174,10 +176,12 @@ class Service:
         )
         for name, rt in self.pools.items():
             pool = rt.bundle.pool
-            sched.add_job(self.tick, "interval", seconds=pool.tick_s, args=[name], id=f"tick:{name}")
-            sched.add_job(
-                self.sweep, "interval", seconds=max(60.0, 6 * pool.tick_s), args=[name], id=f"observe:{name}"
-            )
+            for job, every in (
+                (self.tick, pool.tick_s),
+                (self.sweep, sweep_s(pool)),
+                (self.read_meters, meter_s(pool)),
+            ):
+                sched.add_job(job, "interval", seconds=every, args=[name], id=f"{job.__name__}:{name}")
             for w in pool.windows:  # tick at once when a schedule window opens or closes
                 days = ",".join(str(d) for d in sorted(w.days))
                 for minute in (w.start_min, w.end_min):
@@ -228,6 +232,19 @@ class Service:
                     )
             self.metrics.tick(rt, self.clock.now())
 
+    async def read_meters(self, name: str) -> None:
+        """Each host's draw from its outlets' meters, one walk per PDU; a host counts as
+        measured only when every one of its outlets reported."""
+        rt = self.pools[name]
+        pdus = {id(pdu): pdu for links in rt.fleet.links.values() for pdu, _ in links.outlets}
+        walks = await asyncio.gather(*(p.meters() for p in pdus.values()), return_exceptions=True)
+        read = {k: w for k, w in zip(pdus, walks, strict=True) if isinstance(w, dict)}
+        now = self.clock.now()
+        for host, links in rt.fleet.links.items():
+            got = [read.get(id(pdu), {}).get(n) for pdu, n in links.outlets]
+            if got and all(w is not None for w in got):
+                rt.meters[host] = (sum(w for w in got if w is not None), now)
+
     async def sweep(self, name: str) -> None:
         """Re-probe resting hosts: drift (woken by hand, lost power) and unreachable ones."""
         rt = self.pools[name]
@@ -250,7 +267,7 @@ class Service:
 
     def runtime(self, host: str) -> PoolRuntime:
         for rt in self.pools.values():
-            if host in rt.journal._obs:
+            if host in rt.journal:
                 return rt
         raise KeyError(host)
 

@@ -333,7 +333,8 @@ def status_cmd(
             table.add_row(h["host"], state, h["since"][11:19], watts, h["health"], held)
         out.print(table)
         tiers = ", ".join(f"{t['tier']} {t['available']:g}/{t['required']:g}" for t in p["tiers"])
-        out.print(f"power {p['power_w']:.0f} W; needed {p['needed']}; reserve (have/need): {tiers}")
+        source = "PDU meters" if p["power_source"] == "pdu" else "profile estimate"
+        out.print(f"power {p['power_w']:.0f} W ({source}); needed {p['needed']}; reserve have/need: {tiers}")
         for n in p["notes"]:
             out.print(f"  note: {n}")
 

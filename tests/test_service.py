@@ -225,6 +225,23 @@ def test_metrics_are_exposed_for_prometheus(service: Any, rack: LabRack) -> None
         urllib.request.urlopen(url + "/v1/status", timeout=10)  # the API needs the token
 
 
+def test_pool_power_comes_from_the_pdu_meters(service: Any, rack: LabRack) -> None:
+    def metered() -> dict[str, Any] | None:
+        r = powerpool("status", *files(rack), "--json")
+        p = json.loads(r.stdout)["pools"][0]
+        return p if p["power_source"] == "pdu" else None
+
+    p = wait_for("a metered pool", metered)
+    assert all(h["watts_source"] == "pdu" for h in p["hosts"])
+    watts = [h["watts"] for h in p["hosts"]]
+    assert set(watts) <= {0, 150}  # the emulated outlets draw 150 W when on
+    assert 0 in watts or all(h["state"] != "unpowered" for h in p["hosts"])
+    url = json.loads((rack.dir["state"] / "api.json").read_text())["url"]
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    assert 'powerpool_pool_power_measured{pool="lab"} 1.0' in text
+    assert 'powerpool_host_watts{host="lab01",pool="lab"}' in text
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus binary (.ci/run installs it)")
 def test_a_real_prometheus_server_scrapes_the_metrics(service: Any, rack: LabRack, tmp_path: Path) -> None:
     target = json.loads((rack.dir["state"] / "api.json").read_text())["url"].removeprefix("http://")
@@ -274,6 +291,10 @@ def test_manual_wake_is_verified_and_held(service: Any, rack: LabRack) -> None:
 
 def test_sigkill_between_intent_and_outcome_is_re_observed_without_resending(tmp_path: Path) -> None:
     with LabRack(tmp_path, REPO / "hardware", hosts=4, pdus=1, speed=SPEED) as rack:
+        policy = rack.dir["policies"] / "lab.toml"  # no sleep: every spare is shut down
+        text = policy.read_text().replace('allowed = ["active", "sleep", ', 'allowed = ["active", ')
+        assert "sleep" not in text.split("allowed = ")[1].split("\n")[0]
+        policy.write_text(text)
         load = Load(rack, 0.0)  # nothing to serve: spares go down at once
         proc = start_run(rack)
         try:

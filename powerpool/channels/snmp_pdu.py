@@ -310,6 +310,16 @@ class PduChannel(Channel):
         raw = await self.snmp.get_maybe(self.target, p.oid(p.watts, n), f"outlet {n} watts")
         return None if raw is None or int(raw) < 0 else int(raw) * p.watts.scale
 
+    async def meters(self) -> dict[int, float]:
+        """Watts per outlet, one walk of the meter column ({} when the PDU meters none)."""
+        p = self._profile()
+        watts: dict[int, float] = {}
+        if p.watts is not None:
+            for oid, v in await self.snmp.column(self.target, p.watts.oid, "list watts", limit=4096):
+                if (n := p.number(p.watts, oid)) is not None and isinstance(v, int) and v >= 0:
+                    watts[n] = v * p.watts.scale
+        return watts
+
     async def outlets(self) -> list[OutletReading]:
         """Every outlet the PDU lists, numbered as its own interface shows them."""
         p = self._profile()
@@ -323,11 +333,7 @@ class PduChannel(Channel):
             for oid, v in await self.snmp.column(self.target, p.name.oid, "list names"):
                 if (n := p.number(p.name, oid)) is not None:
                     names[n] = str(v)
-        watts: dict[int, float] = {}
-        if p.watts is not None:
-            for oid, v in await self.snmp.column(self.target, p.watts.oid, "list watts", limit=4096):
-                if (n := p.number(p.watts, oid)) is not None and isinstance(v, int) and v >= 0:
-                    watts[n] = v * p.watts.scale
+        watts = await self.meters()
         numbers = sorted(set(states) | set(names))
         return [OutletReading(n, names.get(n), states.get(n, "unknown"), watts.get(n)) for n in numbers]
 

@@ -97,6 +97,13 @@ class MemoryJournal:
     def state(self, host: str) -> HostObservation:
         return self._obs[host]
 
+    def observations(self) -> dict[str, HostObservation]:
+        """Every host of the pool as last recorded (a copy: the journal stays the writer)."""
+        return dict(self._obs)
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._obs
+
     # -- intents and outcomes -----------------------------------------------------------
 
     def intent(self, action: Action, now: datetime, deadline_s: float, who: str = "controller") -> Intent:

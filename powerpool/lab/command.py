@@ -148,7 +148,7 @@ def _table(svc: Service, now: float, duration: float) -> Table:
     t.add_column("host")
     t.add_column("state")
     t.add_column("health")
-    for name, o in rt.journal._obs.items():
+    for name, o in rt.journal.observations().items():
         moving = f" -> {o.transition.to}" if o.transition else ""
         t.add_row(name, o.state.value + moving, o.health.value)
     return t
