@@ -234,8 +234,9 @@ def test_pool_power_comes_from_the_pdu_meters(service: Any, rack: LabRack) -> No
     p = wait_for("a metered pool", metered)
     assert all(h["watts_source"] == "pdu" for h in p["hosts"])
     watts = [h["watts"] for h in p["hosts"]]
-    assert set(watts) <= {0, 150}  # the emulated outlets draw 150 W when on
-    assert 0 in watts or all(h["state"] != "unpowered" for h in p["hosts"])
+    # the emulated hosts draw their profile's watts: active 150-500 by how busy, sleep 12,
+    # off 9, nothing once the outlet is cut
+    assert all(w in (0, 9, 12) or 150 <= w <= 500 for w in watts) and max(watts) >= 150, watts
     url = json.loads((rack.dir["state"] / "api.json").read_text())["url"]
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
     assert 'powerpool_pool_power_measured{pool="lab"} 1.0' in text

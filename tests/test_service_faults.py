@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,7 +75,7 @@ def test_a_lost_magic_packet_is_recovered_by_the_pdu_cycle(service: Any, rack: L
         h.behaviour.ignore_wol = False
 
 
-def test_a_host_that_never_comes_back_is_failed_and_a_spare_woken_no_later_than_that_tick(
+def test_a_host_that_never_comes_back_is_failed_and_a_spare_is_woken_by_that_tick(
     service: Any, rack: LabRack
 ) -> None:
     _, load = service
@@ -97,16 +98,20 @@ def test_a_host_that_never_comes_back_is_failed_and_a_spare_woken_no_later_than_
     dead = failed[0]
     assert dead["reached"] is None, str(dead)
     assert "every channel failed" in dead["detail"] or dead["detail"] == "deadline passed", str(dead)
-    # The replacement: another spare's wake, started after the dead host's and no later than
-    # the tick that failed it (the planner stops counting a wake once it is overdue, so
-    # it may hedge before the deadline; it must never wait past it).
+    # The spare that replaces it: another host's wake, started no later than the tick that
+    # failed the dead one. The planner stops counting a wake once it is overdue, so it may
+    # hedge before the deadline, or it may have woken two at once; it never waits past it.
     other = [
         r for r in rows(rack)
-        if r["dst"] == "active" and r["host"] != first and dead["started"] < r["started"] <= dead["closed"]
+        if r["dst"] == "active" and r["host"] != first and dead["started"] <= r["started"] <= dead["closed"]
     ]  # fmt: skip
     assert other, rows(rack)
-    spare = other[0]["host"]
-    wait_for("the other spare verified", lambda: status(rack)[spare]["state"] == "active", timeout=60)
+    spare_id = other[0]["id"]
+
+    def verified() -> bool:
+        return any(r["id"] == spare_id and r["reached"] == "active" for r in rows(rack))
+
+    wait_for("the other spare's wake verified", verified, timeout=60)
     st = status(rack)
     assert st[first]["health"] == "failed"
     assert sum(r["state"] == "active" and r["health"] == "ok" for r in st.values()) >= 3
@@ -122,13 +127,28 @@ def rows(rack: LabRack) -> list[dict[str, Any]]:
         db.close()
 
 
+def qualify_parked(
+    rack: LabRack, state: str | None, *args: str, dead: bool = False
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Qualify a parked host (in `state`, if given); the controller may start moving the
+    chosen one (e.g. deeper) just before, which is refused: then choose again."""
+    for _ in range(20):
+        down = parked(rack, 3)
+        host = next(h for h, s in down.items() if state in (None, s))
+        rack.emulated[host].behaviour.never_boots = dead
+        r = powerpool("qualify", host, *args, *files(rack), timeout=120)
+        if "one transition at a time" not in r.stderr:
+            return host, r
+        rack.emulated[host].behaviour.never_boots = False
+        time.sleep(0.5)
+    raise AssertionError("every parked host was moving whenever qualify was asked")
+
+
 def test_qualify_enrols_a_parked_host_with_measured_latencies(service: Any, rack: LabRack) -> None:
     _, load = service
     load.value = 40.0
-    down = parked(rack, 3)
-    host = next(h for h, s in down.items() if s == "sleep")
     before = len(rows(rack))
-    r = powerpool("qualify", host, "--to", "sleep", "--json", *files(rack), timeout=120)
+    host, r = qualify_parked(rack, "sleep", "--to", "sleep", "--json")
     assert r.returncode == 0, r.stderr
     view = json.loads(r.stdout)
     assert view["passed"] and view["enrolled"]
@@ -148,10 +168,7 @@ def test_qualify_enrols_a_parked_host_with_measured_latencies(service: Any, rack
 
 
 def test_a_host_that_fails_qualification_is_not_enrolled(service: Any, rack: LabRack) -> None:
-    down = parked(rack, 3)
-    host = next(h for h in down)
-    rack.emulated[host].behaviour.never_boots = True
-    r = powerpool("qualify", host, *files(rack), timeout=120)
+    host, r = qualify_parked(rack, None, dead=True)
     assert r.returncode == 1
     assert f"{host} is NOT enrolled" in r.stderr and "Traceback" not in r.stderr
     row = status(rack)[host]

@@ -33,6 +33,9 @@ SUDO_RULES = (
 )
 
 
+CORES = 8  # the emulated hosts' CPU count: loadavg / CORES is how busy one is
+
+
 @dataclass
 class HostBehaviour:
     enter_s: float = 0.2  # suspend/poweroff take this long before the host goes silent
@@ -76,6 +79,7 @@ class EmulatedHost:
     woken: int = 0  # times a packet brought it back from sleep, hibernate or off
     commands: list[str] = field(default_factory=list)
     power_files: tuple[Path, ...] = ()  # the emulated PDU's outlet state files feeding this host
+    draw_w: dict[str, float] = field(default_factory=dict)  # watts per state, shown on the outlet meters
     connections: int = 0  # SSH connections accepted (evidence for the lab's summary)
     _server: asyncssh.SSHAcceptor | None = None
     _conns: set[asyncssh.SSHServerConnection] = field(default_factory=set)
@@ -127,9 +131,29 @@ class EmulatedHost:
             return True
         return any((not f.exists()) or f.read_text() == "on" for f in self.power_files)
 
+    def publish_draw(self) -> None:
+        """Tell the outlet meters what this host draws now, split over its outlets."""
+        if not self.draw_w or not self.power_files:
+            return
+        watts = self.draw_w.get(self.state, self.draw_w.get("active", 0.0))
+        if self.state == "active" and "active_peak" in self.draw_w:  # busier draws more
+            busy = min(1.0, self.behaviour.loadavg / CORES)
+            watts += (self.draw_w["active_peak"] - self.draw_w["active"]) * busy
+        watts /= len(self.power_files)
+        for f in self.power_files:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_name(f".{f.name}.watts.tmp")
+            tmp.write_text(f"{watts:.0f}")
+            tmp.replace(f.with_name(f"{f.name}.watts"))
+
     async def watch_power(self, interval_s: float = 0.05) -> None:
-        """Follow the outlets: losing power drops the host at once; power back boots it."""
+        """Follow the outlets: losing power drops the host at once; power back boots it.
+        Publishes the host's draw whenever its state changed."""
+        shown: tuple[str, float] | None = None
         while True:
+            if (self.state, self.behaviour.loadavg) != shown:
+                shown = (self.state, self.behaviour.loadavg)
+                self.publish_draw()
             if not self.powered() and self.state != "unpowered":
                 self.state = "unpowered"
                 await self.silence()

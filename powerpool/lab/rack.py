@@ -22,6 +22,7 @@ from typing import Any
 
 from powerpool.channels.pdu_profile import load_pdu_profiles
 from powerpool.lab.host import (
+    CORES,
     EmulatedHost,
     HostBehaviour,
     WolListener,
@@ -55,6 +56,9 @@ class LabRack:
         self.load_file = self.root / "load"
         prof = tomllib.loads((self.repo_hardware / "servers" / f"{PROFILE}.toml").read_text())
         self.enter = {s: prof["enter_s"][s] / self.speed for s in STATES}
+        power = prof["power"]
+        self.draw = {**{s: float(w) for s, w in power.items()}, "active": power["active_idle"],
+                     "booting": power["active_idle"]}  # fmt: skip
         self.ready = {s: prof["ready_s"][s] / self.speed for s in STATES}
         self._write_profile()
 
@@ -92,7 +96,7 @@ class LabRack:
             self.emulated[name] = EmulatedHost(
                 name, f"02:4c:41:42:{(i + 1) >> 8:02x}:{(i + 1) & 255:02x}", new_key(), authorized([client]),
                 behaviour=HostBehaviour(**behaviour),  # type: ignore[arg-type]
-                power_files=(self.dir["outlets"] / pdu / str(n),),
+                power_files=(self.dir["outlets"] / pdu / str(n),), draw_w=self.draw,
             )  # fmt: skip
         self.wol = WolListener({h.mac: h for h in self.emulated.values()})
 
@@ -135,7 +139,7 @@ class LabRack:
         tmp.replace(self.load_file)
         up = [h for h in self.emulated.values() if h.state in ("active", "freq_scaled")]
         for h in up:
-            h.behaviour.loadavg = round(value / 100.0 / len(up) * 8, 2)  # 8 cores per host
+            h.behaviour.loadavg = round(value / 100.0 / len(up) * CORES, 2)
 
     # -- the lab's own records (evidence) -------------------------------------------------
 

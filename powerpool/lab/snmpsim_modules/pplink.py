@@ -20,7 +20,9 @@ Record value, comma-separated `name=value`:
 
 Module option `statedir:DIR` (--variation-module-options=pplink:statedir:DIR): every
 state change is written to DIR/<data file stem>/<key>, which the lab's emulated hosts
-watch so that cutting an outlet really cuts the host.
+watch so that cutting an outlet really cuts the host. A host that writes its draw to
+DIR/<data file stem>/<key>.watts is what the meter reads while the outlet is on (a
+sleeping host draws little even with its outlet on); without that file, `watts_on`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,19 @@ def _publish(key: str, state: str, data_file: str) -> None:
     with open(tmp, "w") as f:
         f.write(state)
     os.replace(tmp, os.path.join(folder, key))
+
+
+def _host_draw(data_file: str, key: str) -> float | None:
+    """The watts the host behind this outlet says it draws now (None: it says nothing)."""
+    base = moduleContext.get("statedir")
+    if not base:
+        return None
+    path = os.path.join(base, os.path.splitext(os.path.basename(data_file))[0], f"{key}.watts")
+    try:
+        with open(path) as f:
+            return float(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def _log_set(data_file: str, key: str, command: str) -> None:
@@ -128,7 +143,10 @@ def variate(oid: Any, tag: str, value: str, **context: Any) -> tuple[Any, str, A
     if "r_fixed" in s:
         return oid, tag, kind(int(s["r_fixed"]))
     if "watts_on" in s:
-        return oid, tag, kind(int(s["watts_on"] if o["state"] == "on" else s.get("watts_off", "0")))
+        if o["state"] != "on":
+            return oid, tag, kind(int(s.get("watts_off", "0")))
+        drawn = _host_draw(context.get("dataFile", "pdu"), s["key"])
+        return oid, tag, kind(int(s["watts_on"] if drawn is None else drawn))
     if o["goal"] is not None and "r_pending" in s:
         return oid, tag, kind(int(s["r_pending"]))
     return oid, tag, kind(int(s["r_" + o["state"]]))
