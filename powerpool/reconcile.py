@@ -72,8 +72,9 @@ def sweep_s(pool: Pool) -> float:
 
 
 def meter_s(pool: Pool) -> float:
-    """How often the PDU meters are read (one walk of each PDU's watts column)."""
-    return 3 * pool.tick_s
+    """How often the PDU meters are read (one walk of each PDU's watts column): energy
+    accounting needs minutes, not ticks, and a PDU's agent is slow."""
+    return max(15.0, 3 * pool.tick_s)
 
 
 @dataclass

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -78,6 +80,9 @@ class Service:
         self.metrics = Metrics()
         self.pools: dict[str, PoolRuntime] = {}
         self.scheduler: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[Any]] = set()  # scheduled jobs in progress
+        self._walking: dict[tuple[str, int, str, str], asyncio.Task[dict[int, float]]] = {}
+        self._walked: dict[tuple[str, int, str, str], tuple[float, dict[int, float]]] = {}
         self.started = time.monotonic()
 
     # -- start and stop -----------------------------------------------------------------
@@ -155,6 +160,8 @@ class Service:
     async def close(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=30.0)
         for rt in self.pools.values():
             await rt.fleet.drain(timeout_s=60.0)
             async with rt.lock:
@@ -181,16 +188,31 @@ class Service:
                 (self.sweep, sweep_s(pool)),
                 (self.read_meters, meter_s(pool)),
             ):
-                sched.add_job(job, "interval", seconds=every, args=[name], id=f"{job.__name__}:{name}")
+                sched.add_job(
+                    self._job, "interval", seconds=every, args=[job, name], id=f"{job.__name__}:{name}"
+                )
             for w in pool.windows:  # tick at once when a schedule window opens or closes
                 days = ",".join(str(d) for d in sorted(w.days))
                 for minute in (w.start_min, w.end_min):
                     trigger = CronTrigger(
                         day_of_week=days, hour=minute // 60, minute=minute % 60, timezone=pool.tz
                     )
-                    sched.add_job(self.tick, trigger, args=[name], id=f"window:{name}:{w.name}:{minute}")
+                    sched.add_job(
+                        self._job, trigger, args=[self.tick, name], id=f"window:{name}:{w.name}:{minute}"
+                    )
         self.scheduler = sched
         return sched
+
+    async def _job(self, fn: Callable[[str], Awaitable[None]], name: str) -> None:
+        """Run a scheduled job where `close` can wait for it (the scheduler's shutdown
+        does not wait for coroutines, and a cancelled tick or walk is noise)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            await fn(name)
+        finally:
+            self._running.discard(task)
 
     async def tick(self, name: str) -> None:
         rt = self.pools[name]
@@ -237,13 +259,28 @@ class Service:
         measured only when every one of its outlets reported."""
         rt = self.pools[name]
         pdus = {id(pdu): pdu for links in rt.fleet.links.values() for pdu, _ in links.outlets}
-        walks = await asyncio.gather(*(p.meters() for p in pdus.values()), return_exceptions=True)
+        walks = await asyncio.gather(*(self._walk(p) for p in pdus.values()), return_exceptions=True)
         read = {k: w for k, w in zip(pdus, walks, strict=True) if isinstance(w, dict)}
         now = self.clock.now()
         for host, links in rt.fleet.links.items():
             got = [read.get(id(pdu), {}).get(n) for pdu, n in links.outlets]
             if got and all(w is not None for w in got):
                 rt.meters[host] = (sum(w for w in got if w is not None), now)
+
+    async def _walk(self, pdu: PduChannel) -> dict[int, float]:
+        """One PDU's meters, shared by every pool on it: a walk in flight is joined, and
+        one finished in the last 10 s is reused, so the agent's time goes to switching."""
+        key = pdu.target.key
+        done = self._walked.get(key)
+        if done is not None and time.monotonic() - done[0] < 10.0:
+            return done[1]
+        task = self._walking.get(key)
+        if task is None:
+            task = self._walking[key] = asyncio.ensure_future(pdu.meters())
+            task.add_done_callback(lambda _: self._walking.pop(key, None))
+        watts = await asyncio.shield(task)
+        self._walked[key] = (time.monotonic(), watts)
+        return watts
 
     async def sweep(self, name: str) -> None:
         """Re-probe resting hosts: drift (woken by hand, lost power) and unreachable ones."""
