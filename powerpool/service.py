@@ -25,7 +25,7 @@ from powerpool.channels.escalation import Escalator
 from powerpool.channels.fleet import LiveFleet
 from powerpool.channels.pdu_profile import PduProfile, load_pdu_profiles
 from powerpool.channels.snmp_pdu import PduChannel, Snmp
-from powerpool.channels.ssh import SshChannel
+from powerpool.channels.ssh import Readiness, SshChannel
 from powerpool.channels.wiring import host_links, pdu_target, ssh_target
 from powerpool.channels.wol import WolChannel
 from powerpool.clock import Clock, SystemClock
@@ -120,6 +120,8 @@ class Service:
         fleet = LiveFleet(links, self.escalator, self.clock, self.poll_s)
         now = self.clock.now()
         journal = DurableJournal(bundle.pool, self.store, now, self.holder)
+        for host, (boot_id, suspends) in journal.baselines.items():
+            self.escalator.before.setdefault(host, Readiness(boot_id, suspends))
         pool_name = bundle.pool.name
         journal.on_outcome = lambda it, reached, at: self.metrics.outcome(pool_name, it, reached, at)
         if bundle.spec.alerts.webhook:
@@ -226,13 +228,22 @@ class Service:
                 log.error("%s", e)
                 rt.acting, rt.controller.dry_run = False, True
             self._quarantine(rt)
+            self._keep_baselines(rt)
             rt.tick_s = time.monotonic() - t0
             self._after_tick(rt)
+
+    def _keep_baselines(self, rt: PoolRuntime) -> None:
+        """Journal the proof-of-return baselines the channels took since the last tick."""
+        for host in rt.controller.hosts:
+            before = self.escalator.before.get(host)
+            if before is not None:
+                rt.journal.save_baseline(host, before.boot_id, before.suspends)
 
     async def _collect(self, rt: PoolRuntime) -> None:
         """Close intents whose verification finished (used on shutdown)."""
         close_finished(rt.controller, self.clock.now())
         self._quarantine(rt)
+        self._keep_baselines(rt)
 
     def _quarantine(self, rt: PoolRuntime) -> None:
         now = self.clock.now()

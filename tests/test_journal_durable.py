@@ -92,3 +92,13 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     sqlite3.connect(db).execute("PRAGMA user_version = 99").connection.commit()
     with pytest.raises(PowerpoolError, match="newer than this powerpool"):
         Store(db)
+
+
+def test_proof_of_return_baselines_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "j.sqlite"
+    j = journal(db, holder="run@here:1")
+    j.save_baseline("h01", "boot-a", 7)
+    j.save_baseline("h01", "boot-a", 8)  # a later suspend replaces it
+    j.close()
+    again = journal(db, holder="run@here:2")
+    assert again.baselines == {"h01": ("boot-a", 8)}

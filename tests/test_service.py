@@ -192,6 +192,16 @@ def test_low_load_parks_spares_but_never_a_held_host(service: Any, rack: LabRack
     )
     st = status(rack)
     assert st["lab02"]["state"] == "active" and st["lab02"]["hold"]["who"]
+    parked = {h for h, row in st.items() if not row["state"].startswith("active")}
+
+    def baselines() -> set[str]:  # the proof of their next wake, journaled for a restart
+        db = sqlite3.connect(rack.dir["state"] / "journal.sqlite")
+        try:
+            return {r[0] for r in db.execute("SELECT host FROM baselines WHERE boot_id != ''")}
+        finally:
+            db.close()
+
+    wait_for("the parked hosts' baselines journaled", lambda: parked <= baselines())
     assert all(i[0] != "lab02" for i in intents(rack))
     journal = json.loads(powerpool("journal", "--host", "lab02", "--json", *files(rack)).stdout)
     assert [e["event"] for e in journal if e["event"].startswith(("hold", "intent"))] == ["hold awake"]

@@ -118,7 +118,9 @@ class Escalator:
     async def _graceful(self, t: SshTarget, budget: float) -> None:
         """A clean OS shutdown before the power is cut; its failure only costs time."""
         try:
-            await asyncio.wait_for(self.ssh.enter(t, PowerState.OFF, budget), budget + 1.0)
+            _, before = await asyncio.wait_for(self.ssh.enter(t, PowerState.OFF, budget), budget + 1.0)
+            if before is not None:
+                self.before[t.host] = before  # the proof of its next boot
             self.attempts.append((t.host, "ssh", "ok"))
         except (TransientChannelError, FatalChannelError, TimeoutError):
             self.attempts.append((t.host, "ssh", "failed"))

@@ -43,6 +43,7 @@ class DurableJournal(MemoryJournal):
         self.lease_ttl_s = lease_ttl_s if lease_ttl_s is not None else max(30.0, 3 * pool.tick_s)
         self.epoch = store.acquire(pool.name, holder, now, self.lease_ttl_s)
         self.known: set[str] = set()  # hosts the journal has a row for (others need a probe)
+        self.baselines: dict[str, tuple[str, int]] = {}  # host -> (boot id, resumes) before it went down
         self.on_outcome: Callable[[Intent, PowerState | None, datetime], None] | None = None
         self._load()
 
@@ -72,6 +73,13 @@ class DurableJournal(MemoryJournal):
                 self._obs[host] = replace(self._obs[host], transition=Transition(PowerState(dst), t0))
         # an intent left open by a crash stays open: the service re-observes the host
         # until the intent's deadline and closes it with what it finds, never re-sending
+        self.baselines |= {
+            host: (str(boot_id), int(suspends))
+            for host, boot_id, suspends in db.execute(
+                "SELECT host, boot_id, suspends FROM baselines WHERE pool = ?", (name,)
+            )
+            if host in self._obs
+        }
 
     # -- writes -------------------------------------------------------------------------
 
@@ -109,6 +117,20 @@ class DurableJournal(MemoryJournal):
     ) -> None:
         with self.store.transaction():
             self._audit(now, host, event, detail, who)
+
+    def save_baseline(self, host: str, boot_id: str, suspends: int) -> None:
+        """What proves the host's next wake (its boot id and resume count before it went
+        down), kept so a wake after a restart is still proven, not merely answered."""
+        if self.baselines.get(host) == (boot_id, suspends):
+            return
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO baselines (pool, host, boot_id, suspends) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (pool, host) DO UPDATE SET boot_id = excluded.boot_id, "
+                "suspends = excluded.suspends",
+                (self.pool.name, host, boot_id, suspends),
+            )
+        self.baselines[host] = (boot_id, suspends)
 
     def qualified(
         self, host: str, now: datetime, state: PowerState, enter_s: float | None, ready_s: float | None,

@@ -47,6 +47,11 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL, who TEXT NOT NULL);
     CREATE INDEX qualifications_host ON qualifications (pool, host, at);
     """,
+    """
+    CREATE TABLE baselines (
+        pool TEXT NOT NULL, host TEXT NOT NULL, boot_id TEXT NOT NULL, suspends INTEGER NOT NULL,
+        PRIMARY KEY (pool, host));
+    """,
 )
 
 
