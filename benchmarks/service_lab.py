@@ -25,7 +25,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from powerpool.cliutil import load
-from powerpool.lab.rack import LabRack
+from powerpool.lab.rack import LabRack, write_load
 from powerpool.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,12 +54,6 @@ def serve_rack(root: Path, ready: Event, stop: Event) -> None:
         stop.wait()
 
 
-def set_load(root: Path, value: float) -> None:
-    tmp = root / "load.tmp"
-    tmp.write_text(f"{value:.3f}\n")
-    tmp.replace(root / "load")
-
-
 async def drive(root: Path) -> dict[str, float]:
     loaded = load((root / "policies",), root / "hardware")
     svc = TimedService(loaded, root / "state", ROOT / "hardware" / "pdus")
@@ -69,7 +63,7 @@ async def drive(root: Path) -> dict[str, float]:
 
     async def publish() -> None:  # a fresh reading, as a live metric would be
         while True:
-            set_load(root, level[0])
+            write_load(root / "load", level[0])
             await asyncio.sleep(0.2)
 
     feeder = asyncio.ensure_future(publish())
@@ -83,7 +77,7 @@ async def drive(root: Path) -> dict[str, float]:
     parked = parked_now(svc)
     step_at = time.time()
     level[0] = 0.60 * cap
-    set_load(root, level[0])
+    write_load(root / "load", level[0])
     await asyncio.sleep(STEP_S)
     cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
     first_wake = {}

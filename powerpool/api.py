@@ -23,7 +23,7 @@ from aiohttp import web
 from powerpool import manual, qualify
 from powerpool.errors import PowerpoolError
 from powerpool.journal.store import Store
-from powerpool.metrics import measured
+from powerpool.metrics import measured, whole
 from powerpool.model import HoldKind, PowerState
 from powerpool.planner.explain import plan_json
 from powerpool.service import Service
@@ -74,7 +74,7 @@ def status(svc: Service) -> dict[str, Any]:
                 "load": j.load,
                 "load_age_s": (now - j.load_at).total_seconds() if j.load_at else None,
                 "power_w": svc.metrics.pool_watts(name),
-                "power_source": "pdu" if len(metered) == len(pool.hosts) else "profile",
+                "power_source": "pdu" if whole(rt, metered) else "profile",
                 "needed": plan.needed if plan else None,
                 "tiers": [
                     {"tier": t.name, "required": t.required, "available": t.available} for t in plan.tiers

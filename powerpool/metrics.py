@@ -96,9 +96,10 @@ class Metrics:
         fresh = measured(rt, now)
         for host, w in fresh.items():
             self.host_watts.labels(name, host).set(w)
-        if fresh and len(fresh) == len(states):
+        metered = whole(rt, fresh)
+        if metered:
             draw = sum(fresh.values())
-        self.measured.labels(name).set(1.0 if fresh and len(fresh) == len(states) else 0.0)
+        self.measured.labels(name).set(1.0 if metered else 0.0)
         self.power.labels(name).set(draw)
         last = self._last.get(name)
         if last is not None:
@@ -136,6 +137,11 @@ def measured(rt: PoolRuntime, now: datetime) -> dict[str, float]:
     """The hosts' metered watts that are recent enough to trust (three meter reads)."""
     limit = 3 * meter_s(rt.bundle.pool)
     return {h: w for h, (w, at) in rt.meters.items() if (now - at).total_seconds() <= limit}
+
+
+def whole(rt: PoolRuntime, fresh: dict[str, float]) -> bool:
+    """Every host of the pool metered: the pool's draw can be the meters' sum."""
+    return len(fresh) == len(rt.bundle.pool.hosts) > 0
 
 
 async def _post(url: str, event: dict[str, Any]) -> None:

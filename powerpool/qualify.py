@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -46,7 +46,6 @@ class Qualification:
     done: bool = False
     passed: bool = False
     error: str = ""
-    _rt: PoolRuntime | None = field(default=None, repr=False)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -87,15 +86,14 @@ async def prepare(svc: Service, host: str, states: list[PowerState], who: str) -
         budget = sum(deadline_s(pool, h, Action(host, a, b, "")) for a, b in moves)
         hold = Hold(HoldKind.EXCLUDED, now + timedelta(seconds=budget), f"qualifying (by {who})", who)
         rt.journal.set_hold(host, hold, now)
-    return Qualification(host, pool.name, legs, _rt=rt)
+    return Qualification(host, pool.name, legs)
 
 
 async def run(
     svc: Service, q: Qualification, who: str, progress: Callable[[Qualification], None] | None = None
 ) -> Qualification:
     """Drive every leg in turn; stop at the first failure. Always ends the hold."""
-    assert q._rt is not None
-    rt = q._rt
+    rt = manual.runtime_of(svc, q.host)
     try:
         for leg in q.legs:
             state = PowerState(leg.state)

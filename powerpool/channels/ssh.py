@@ -171,11 +171,10 @@ def _exec(t: SshTarget, command: str, timeout_s: float, conns: _Connections, fre
         end = time.monotonic() + timeout_s
         while True:  # block on the exit status, waking to drain output and check the deadline
             done = chan.status_event.wait(max(0.0, min(0.2, end - time.monotonic())))
+            finished = chan.exit_status_ready()  # its output arrived before it: drain after
             while chan.recv_ready():
                 out += chan.recv(65536)
-            if chan.exit_status_ready():
-                while chan.recv_ready():
-                    out += chan.recv(65536)
+            if finished:
                 code = chan.recv_exit_status()
                 chan.close()
                 break

@@ -39,6 +39,13 @@ PROFILE = "modern-2s"
 STATES = ("sleep", "off", "unpowered")
 
 
+def write_load(path: Path, value: float) -> None:
+    """The lab's load source: one number in a file, replaced whole (never half-written)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{value:.3f}\n")
+    tmp.replace(path)
+
+
 @dataclass
 class LabRack:
     root: Path  # the lab's folder: policy, hardware, keys, journal
@@ -134,9 +141,7 @@ class LabRack:
 
     def set_load(self, value: float) -> None:
         """Publish the current load (the policy's file source) and each host's loadavg."""
-        tmp = self.load_file.with_suffix(".tmp")
-        tmp.write_text(f"{value:.3f}\n")
-        tmp.replace(self.load_file)
+        write_load(self.load_file, value)
         up = [h for h in self.emulated.values() if h.state in ("active", "freq_scaled")]
         for h in up:
             h.behaviour.loadavg = round(value / 100.0 / len(up) * CORES, 2)

@@ -47,11 +47,16 @@ def init(**context: Any) -> None:
     moduleContext["statedir"] = options.get("statedir")
 
 
+def _stem(data_file: str) -> str:
+    """The PDU a data file serves (its name without folder or extension)."""
+    return os.path.splitext(os.path.basename(data_file))[0]
+
+
 def _publish(key: str, state: str, data_file: str) -> None:
     base = moduleContext.get("statedir")
     if not base:
         return
-    folder = os.path.join(base, os.path.splitext(os.path.basename(data_file))[0])
+    folder = os.path.join(base, _stem(data_file))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{key}.tmp")
     with open(tmp, "w") as f:
@@ -64,7 +69,7 @@ def _host_draw(data_file: str, key: str) -> float | None:
     base = moduleContext.get("statedir")
     if not base:
         return None
-    path = os.path.join(base, os.path.splitext(os.path.basename(data_file))[0], f"{key}.watts")
+    path = os.path.join(base, _stem(data_file), f"{key}.watts")
     try:
         with open(path) as f:
             return float(f.read())
@@ -78,7 +83,7 @@ def _log_set(data_file: str, key: str, command: str) -> None:
     if base:
         os.makedirs(base, exist_ok=True)
         with open(os.path.join(base, "sets.log"), "a") as f:
-            f.write(f"{os.path.splitext(os.path.basename(data_file))[0]} {key} {command}\n")
+            f.write(f"{_stem(data_file)} {key} {command}\n")
 
 
 def shutdown(**context: Any) -> None:
