@@ -11,16 +11,19 @@ PDUs, asyncssh servers for the hosts, the real pysnmp and paramiko clients.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import statistics
 import tempfile
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
+
+import asyncssh
 
 from powerpool.channels.pdu_profile import load_pdu_profiles
 from powerpool.channels.snmp_pdu import PduChannel, PduTarget, Snmp
 from powerpool.channels.ssh import SshChannel, SshTarget
-from powerpool.lab.host import EmulatedHost, authorized, new_key, save_key, write_known_hosts
-from powerpool.lab.loop import BackgroundLoop
+from powerpool.lab.host import EmulatedHost, new_key, save_key, write_known_hosts
 from powerpool.lab.snmp_agent import EmulatedOutlet, SnmpAgent, pdu_records, render_snmprec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,61 +70,79 @@ def bench_pdus(lag_s: float = 0.0) -> tuple[float, float]:
         return asyncio.run(run())
 
 
-def bench_ssh() -> list[tuple[float, float]]:
-    with tempfile.TemporaryDirectory() as d, BackgroundLoop() as lab:
-        client = new_key()
-        key = save_key(client, Path(d) / "id")
-        auth = authorized([client])
+def _serve_hosts(tmp: Path, ready: Event, stop: Event) -> None:
+    """The emulated hosts, in their own process: 200 real machines would each answer on
+    their own CPU, so the hosts must not share the client's interpreter lock."""
+
+    async def serve() -> None:
+        auth = asyncssh.import_authorized_keys((tmp / "id.pub").read_text())
         host_key = new_key()
         hosts = [
             EmulatedHost(f"h{i}", f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", host_key, auth)
             for i in range(HOSTS)
         ]
+        for h in hosts:
+            await h.listen()
+        write_known_hosts(tmp / "known_hosts", hosts)
+        (tmp / "ports").write_text(" ".join(str(h.port) for h in hosts))
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        for h in hosts:
+            await h.silence()
 
-        async def start() -> None:
-            for h in hosts:
-                await h.listen()
+    asyncio.run(serve())
 
-        lab.run(start(), 120)
-        kh = Path(d) / "known_hosts"
-        write_known_hosts(kh, hosts)
-        targets = [SshTarget(h.name, "127.0.0.1", "powerpool", key, kh, h.port) for h in hosts]
 
-        async def run() -> list[tuple[float, float]]:
-            """(one probe, all probes) on first contact, then on kept connections."""
-            ch = SshChannel(max_parallel=64)
+def bench_ssh() -> list[tuple[float, float]]:
+    ctx = multiprocessing.get_context("fork")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        client = new_key()
+        key = save_key(client, tmp / "id")
+        (tmp / "id.pub").write_bytes(client.export_public_key("openssh"))
+        ready, stop = ctx.Event(), ctx.Event()
+        child = ctx.Process(target=_serve_hosts, args=(tmp, ready, stop), daemon=True)
+        child.start()
+        try:
+            if not ready.wait(120):
+                raise RuntimeError("the emulated hosts did not start within 120 s")
+            ports = [int(p) for p in (tmp / "ports").read_text().split()]
+            kh = tmp / "known_hosts"
+            targets = [
+                SshTarget(f"h{i}", "127.0.0.1", "powerpool", key, kh, port) for i, port in enumerate(ports)
+            ]
+            return asyncio.run(_probe(targets))
+        finally:
+            stop.set()
+            child.join(30)
 
-            async def one(cold: bool) -> float:
-                times = []
-                for t in targets[:5]:
-                    if cold:
-                        ch.connections.close()
-                    t0 = time.perf_counter()
-                    await ch.readiness(t)
-                    times.append(time.perf_counter() - t0)
-                return statistics.median(times)
 
-            async def fan_out() -> float:
-                t0 = time.perf_counter()
-                await asyncio.gather(*(ch.readiness(t) for t in targets))
-                return time.perf_counter() - t0
+async def _probe(targets: list[SshTarget]) -> list[tuple[float, float]]:
+    """(one probe, all probes) on first contact, then on kept connections."""
+    ch = SshChannel(max_parallel=64)
 
-            try:
-                cold = await one(cold=True)
+    async def one(cold: bool) -> float:
+        times = []
+        for t in targets[:5]:
+            if cold:
                 ch.connections.close()
-                cold_all = await fan_out()  # leaves a connection kept per host
-                return [(cold, cold_all), (await one(cold=False), await fan_out())]
-            finally:
-                ch.close()
+            t0 = time.perf_counter()
+            await ch.readiness(t)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
 
-        result = asyncio.run(run())
+    async def fan_out() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(ch.readiness(t) for t in targets))
+        return time.perf_counter() - t0
 
-        async def stop() -> None:
-            for h in hosts:
-                await h.silence()
-
-        lab.run(stop(), 60)
-        return result
+    try:
+        cold = await one(cold=True)
+        ch.connections.close()
+        cold_all = await fan_out()  # leaves a connection kept per host
+        return [(cold, cold_all), (await one(cold=False), await fan_out())]
+    finally:
+        ch.close()
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ the recent trend (a ramp keeps ramping), and the operator's schedule windows.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -106,12 +107,21 @@ def _in_window(w: Window, local: datetime) -> bool:
 def window_floors(pool: Pool, now: datetime, horizons: Sequence[float]) -> list[int]:
     """For each horizon h: the most warm hosts any schedule window asks for between now
     and now + h. A window counts if it is open now or opens within h, so slow hosts are
-    woken early enough for it. One pass per plan serves every horizon."""
-    out = [0] * len(horizons)
+    woken early enough for it. One pass per plan serves every horizon.
+
+    The answer only changes at a minute boundary (a window opens or closes) or when a
+    window's start comes within some horizon, so it is kept until the first of those."""
     if not pool.windows:
-        return out
+        return [0] * len(horizons)
+    ts = now.timestamp()
+    key = tuple(horizons)
+    kept = _FLOORS.get(pool)
+    if kept is not None and kept[0] <= ts < kept[1] and kept[2] == key:
+        return list(kept[3])
     local = now.astimezone(pool.tz)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    out = [0] * len(horizons)
+    until = (ts // 60.0 + 1.0) * 60.0  # zones are whole minutes off UTC: windows flip on these
     for w in pool.windows:
         opens_in = 0.0 if _in_window(w, local) else math.inf
         d = 0
@@ -122,9 +132,18 @@ def window_floors(pool: Pool, now: datetime, horizons: Sequence[float]) -> list[
                 opens_in = (start - local).total_seconds()
             d += 1
         for i, h in enumerate(horizons):
-            if opens_in <= h and w.min_warm > out[i]:
-                out[i] = w.min_warm
+            if opens_in <= h:
+                if w.min_warm > out[i]:
+                    out[i] = w.min_warm
+            elif opens_in != math.inf:
+                until = min(until, ts + opens_in - h)  # it comes within h then
+    _FLOORS[pool] = (ts, until, key, tuple(out))
     return out
+
+
+_FLOORS: weakref.WeakKeyDictionary[Pool, tuple[float, float, tuple[float, ...], tuple[int, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def window_floor(pool: Pool, now: datetime, horizon_s: float) -> int:

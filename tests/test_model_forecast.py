@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from powerpool.config.types import parse_clock, parse_days, parse_duration
-from powerpool.forecast import forecast, peak_since, step_up_margin, trend_per_s, window_floor
+from powerpool.forecast import forecast, peak_since, step_up_margin, trend_per_s, window_floor, window_floors
 from powerpool.model import PowerState, Window, can_transition, fmt_duration
 from tests.conftest import S, make_pool, profile
 
@@ -95,3 +96,27 @@ def test_step_up_margin_ignores_one_outlier() -> None:
     assert step_up_margin([(-60.0, 1.0), (-10.0, 4.0)], -400.0) == pytest.approx(3.0)  # only one
     assert step_up_margin([(-60.0, 4.0), (-10.0, 1.0)], -400.0) == 0.0  # no rise at all
     assert step_up_margin(spiky, -20.0) == 0.0  # outside the window
+
+
+def test_kept_window_floors_equal_a_fresh_computation_at_every_instant() -> None:
+    """window_floors keeps its answer until a window could flip it; walking a week in odd
+    steps, with horizons that are not whole minutes, it must agree with a computation
+    that keeps nothing. Fails if the kept answer outlives a change."""
+    from powerpool import forecast as fc
+
+    windows = (
+        Window("office", frozenset(range(5)), 8 * 60, 18 * 60, 6),
+        Window("night batch", frozenset({4}), 22 * 60, 2 * 60, 9),
+    )
+    pool = make_pool(12, windows=windows, tz=ZoneInfo("Europe/Berlin"))
+    horizons = [0.0, 15.0, 60.0, 245.0, 900.0]
+    t = datetime(2026, 3, 27, 0, 0, 3, tzinfo=UTC)  # across the spring DST change
+    seen = set()
+    for _ in range(7 * 86400 // 37):
+        kept = window_floors(pool, t, horizons)
+        fc._FLOORS.clear()
+        fresh = window_floors(pool, t, horizons)
+        assert kept == fresh, t
+        seen.add(tuple(fresh))
+        t += timedelta(seconds=37)
+    assert len(seen) > 3  # the walk did meet openings, closings and lead times

@@ -224,3 +224,30 @@ def test_the_timeline_has_a_row_at_every_sample_even_when_the_load_repeats() -> 
     assert r.timeline
     t0 = r.timeline[0][0]
     assert {60.0 * i for i in range(120)} <= {row[0] - t0 for row in r.timeline}
+
+
+def test_views_kept_between_plans_never_change_a_plan() -> None:
+    """The planner reuses its view of a host at rest while the journal hands out the same
+    observation. Over a day of ticks (wakes, sleeps, scaling) every plan must equal one
+    made from nothing, and a snapshot listing hosts in another order must plan the same."""
+    from dataclasses import replace
+
+    from powerpool.planner import core, plan
+
+    pool = make_pool(12, racks=2, **POOL)
+    plans: list[object] = []
+    fresh: list[object] = []
+
+    def both(p: object, snap: object) -> object:
+        kept = plan(pool, snap)  # type: ignore[arg-type]
+        core._REST.clear()
+        made = plan(pool, snap)  # type: ignore[arg-type]
+        shuffled = replace(snap, hosts=tuple(reversed(snap.hosts)))  # type: ignore[type-var, attr-defined]
+        assert plan(pool, shuffled) == made
+        plans.append(kept)
+        fresh.append(made)
+        return kept
+
+    result = simulate(pool, wave(days=1.0), both)  # type: ignore[arg-type]
+    assert sum(result.transitions.values()) > 20  # the day moved hosts both ways
+    assert plans == fresh

@@ -15,6 +15,7 @@ One pass has two phases over the same numbers:
 from __future__ import annotations
 
 import math
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -115,6 +116,23 @@ class _Pass:
         self.vetoes.append(Veto(v.host.name, v.state, dst, rule, reason))
 
 
+_REST: weakref.WeakKeyDictionary[Pool, dict[str, _View]] = weakref.WeakKeyDictionary()
+
+
+def _at_rest(pool: Pool) -> dict[str, _View]:
+    """Views of the pool's free hosts at rest, kept from one plan to the next.
+
+    A journal hands out the same observation object until something about the host
+    changes, so a view built from it stays right apart from its scratch readiness, which
+    each plan resets. Most ticks therefore build no view at all; the plan still depends
+    on nothing but its arguments.
+    """
+    rest = _REST.get(pool)
+    if rest is None:
+        rest = _REST[pool] = {}
+    return rest
+
+
 def _light(src: PowerState, dst: PowerState) -> bool:
     """active <-> freq_scaled: instant, no inrush, not rate limited."""
     return src in WARM and dst in WARM
@@ -200,6 +218,8 @@ def _demand(pool: Pool, snap: Snapshot) -> tuple[bool, float, list[tuple[float, 
 
 def _failed_recently(pool: Pool, snap: Snapshot) -> int:
     """Failed transitions inside the breaker window (unreachable hosts are added to it)."""
+    if not snap.recent:
+        return 0
     since = snap.now - timedelta(seconds=pool.breaker_window_s)
     return sum(1 for r in snap.recent if r.failed and r.at >= since)
 
@@ -208,7 +228,9 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     """Decide which hosts to wake and which to move down, with reasons and vetoes."""
     tab = table(pool)
     now = snap.now
-    by_name = {o.name: o for o in snap.hosts}
+    observed = snap.hosts
+    by_name: dict[str, HostObservation] | None = None  # only when the snapshot's order is not the pool's
+    rest = _at_rest(pool)
     views: list[_View] = []
     missing: list[str] = []
     pdu_busy: dict[str, int] = defaultdict(int)
@@ -223,11 +245,16 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     active = 0.0
     warm: list[_View] = []
     parked: list[_View] = []
-    for h, pt, pdus in tab.hosts:
-        o = by_name.get(h.name)
-        if o is None:
-            missing.append(h.name)
-            continue
+    n_observed = len(observed)
+    for h, pt, pdus, k in tab.hosts:
+        o = observed[k] if k < n_observed else None
+        if o is None or o.name != h.name:
+            if by_name is None:
+                by_name = {x.name: x for x in observed}
+            o = by_name.get(h.name)
+            if o is None:
+                missing.append(h.name)
+                continue
         state = o.state
         ready = pt.ready.get(state)
         cap = pt.cap
@@ -237,8 +264,12 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
             and o.hold is None
             and o.health is ok
             and not h.excluded
-        ):
-            v = _View(h, o, state, pt, cap, ready, ready, pdus)  # the common case: a free host at rest
+        ):  # the common case: a free host at rest, usually unchanged since the last plan
+            v = rest.get(h.name)
+            if v is None or v.obs is not o:
+                v = rest[h.name] = _View(h, o, state, pt, cap, ready, ready, pdus)
+            else:
+                v.ready_now = v.ready_goal = ready
         else:
             v = _view(pool, h, pt, pdus, o, now)
             tr = o.transition
@@ -305,9 +336,9 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     # What parking leaves is the pessimistic picture: sleeps counted, wakes not yet.
     have = _park(p, req_park, serving, hist, frozen, margin)
     tiers = [TierStatus("warm", 0.0, req_wake[0], have[0])]
-    for t in pool.tiers:
+    for t, label in zip(pool.tiers, tab.labels, strict=True):
         i = tab.index_of(t.within_s)
-        tiers.append(TierStatus(t.label, t.within_s, req_wake[i], have[i]))
+        tiers.append(TierStatus(label, t.within_s, req_wake[i], have[i]))
     for ts in tiers:
         if ts.short:
             p.notes.append(f"reserve short: {ts.name} has {ts.available:g} of {ts.required:g}")
@@ -426,9 +457,9 @@ def _park(
     for rank, v in enumerate(spares, start=1):
         if v.host.name in woken:
             continue
-        up = _age(now, v.obs.since)
         if hist and idle_for is None:
             idle_for = _idle_by_rank(pool, hist, len(warm), margin)
+        up = _age(now, v.obs.since)
         idle = idle_for(rank) if idle_for else up  # no history: assume steady since it got here
         targets = [s for s in v.tab.park_targets if v.tab.break_even[s] <= idle]
         if v.blocked:
@@ -554,6 +585,8 @@ class _IdleLookup:
 
 def _interleave_domains(spares: list[_View]) -> list[_View]:
     """Park round-robin across failure domains so the warm hosts that stay are spread."""
+    if len(spares) < 2:
+        return spares
     groups: dict[str, list[_View]] = defaultdict(list)
     for v in spares:
         groups[v.host.domains[0] if v.host.domains else ""].append(v)

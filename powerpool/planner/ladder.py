@@ -43,13 +43,16 @@ class PoolTable:
     points: tuple[float, ...]  # ascending, points[0] == 0 (the warm floor)
     profiles: dict[str, ProfileTable]
     horizon: float  # the slowest ready time that matters
-    hosts: tuple[tuple[Host, ProfileTable, tuple[str, ...]], ...]  # host, profile, PDUs
+    hosts: tuple[tuple[Host, ProfileTable, tuple[str, ...], int], ...]  # host, profile, PDUs, position
     short_why: tuple[str, ...]  # per point: what a refused sleep would break
     index: dict[float, int]  # index_of for every ready time of a host at rest
     multi_domain: bool  # hosts span more than one failure domain
     pdus: frozenset[str]  # every PDU a host of the pool is plugged into
     lookback: float  # seconds of load history any rule looks at
     due: tuple[tuple[Tier, ...], ...]  # per point: the tiers due within it
+    labels: tuple[str, ...]  # per tier of the policy: its name in plans
+    due_hosts: tuple[int, ...]  # per point: fixed hosts the tiers due within it add
+    due_percent: tuple[tuple[float, ...], ...]  # per point: their percentages of needed
 
     def index_of(self, ready: float) -> int:
         """First point a host with this ready time counts at."""
@@ -101,8 +104,13 @@ def _build(pool: Pool) -> PoolTable:
         points |= {r for s, r in ready.items() if not s.warm}
     ordered = tuple(sorted(points))
     # Hosts in serving order: most efficient first, so a filter keeps the order.
-    ordered_hosts = sorted(pool.hosts, key=lambda h: (profiles[h.profile].efficiency, h.name))
-    hosts = tuple((h, profiles[h.profile], tuple(sorted({o.pdu for o in h.outlets}))) for h in ordered_hosts)
+    # Each keeps its position in the pool, where a snapshot normally lists it.
+    ordered_hosts = sorted(
+        enumerate(pool.hosts), key=lambda kh: (profiles[kh[1].profile].efficiency, kh[1].name)
+    )
+    hosts = tuple(
+        (h, profiles[h.profile], tuple(sorted({o.pdu for o in h.outlets})), k) for k, h in ordered_hosts
+    )
     why = tuple(
         "would break the warm floor (needed + warm tier)"
         if h == 0
@@ -118,7 +126,24 @@ def _build(pool: Pool) -> PoolTable:
     pdus = frozenset(o.pdu for h in pool.hosts for o in h.outlets)
     lookback = max(pool.idle_before_sleep_s, pool.peak_hold_s, pool.trend_window_s, ordered[-1])
     due = tuple(tuple(t for t in pool.tiers if t.within_s <= h) for h in ordered)
-    return PoolTable(ordered, profiles, ordered[-1], hosts, why, index, multi, pdus, lookback, due)
+    labels = tuple(t.label for t in pool.tiers)
+    due_hosts = tuple(sum(t.hosts for t in ts) for ts in due)
+    due_percent = tuple(tuple(t.percent / 100.0 for t in ts if t.percent) for ts in due)
+    return PoolTable(
+        ordered,
+        profiles,
+        ordered[-1],
+        hosts,
+        why,
+        index,
+        multi,
+        pdus,
+        lookback,
+        due,
+        labels,
+        due_hosts,
+        due_percent,
+    )
 
 
 def requirements(
@@ -135,12 +160,13 @@ def requirements(
     out: list[int] = []
     running = 0
     last = len(tab.points) - 1
-    for i, due in enumerate(tab.due):
+    target, floor, warm, ceil = pool.target_utilisation, pool.min_active, pool.warm, math.ceil
+    for i, fixed in enumerate(tab.due_hosts):
         j = i + 1 if i < last else last
-        n = needed(pool, forecast[j])
-        r = n + pool.warm
-        for t in due:
-            r += t.extra(n)
+        n = max(floor, ceil(forecast[j] / target - EPS))  # needed(pool, forecast[j]), inlined: hot
+        r = n + warm + fixed
+        for share in tab.due_percent[i]:
+            r += ceil(share * n - 1e-9)  # Tier.extra's percentage part
         if floors[j] > r:
             r = floors[j]  # a schedule window's floor (see forecast.window_floors)
         if r > running:
