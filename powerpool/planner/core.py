@@ -19,6 +19,7 @@ import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import zip_longest
 
 from powerpool.forecast import forecast, peak_since, step_up_margin, window_floors
 from powerpool.model import (
@@ -48,6 +49,7 @@ from powerpool.planner.ladder import (
 )
 
 INF = math.inf
+_new_veto = tuple.__new__  # a Veto from its fields without NamedTuple's keyword handling: hot
 A, F = PowerState.ACTIVE, PowerState.FREQ_SCALED
 
 
@@ -113,7 +115,7 @@ class _Pass:
     notes: list[str] = field(default_factory=list)
 
     def veto(self, v: _View, dst: PowerState, rule: str, reason: str) -> None:
-        self.vetoes.append(Veto(v.host.name, v.state, dst, rule, reason))
+        self.vetoes.append(_new_veto(Veto, (v.host.name, v.state, dst, rule, reason)))
 
 
 _REST: weakref.WeakKeyDictionary[Pool, dict[str, _View]] = weakref.WeakKeyDictionary()
@@ -459,7 +461,7 @@ def _park(
             continue
         if hist and idle_for is None:
             idle_for = _idle_by_rank(pool, hist, len(warm), margin)
-        up = _age(now, v.obs.since)
+        up = _age(now, v.obs.since) if v.state is A or not idle_for else 0.0  # only these read it
         idle = idle_for(rank) if idle_for else up  # no history: assume steady since it got here
         targets = [s for s in v.tab.park_targets if v.tab.break_even[s] <= idle]
         if v.blocked:
@@ -593,10 +595,7 @@ def _interleave_domains(spares: list[_View]) -> list[_View]:
     if len(groups) <= 1:
         return spares
     order = sorted(groups.values(), key=lambda g: (-len(g), g[0].host.name))
-    out: list[_View] = []
-    for i in range(max(len(g) for g in order)):
-        out.extend(g[i] for g in order if i < len(g))
-    return out
+    return [v for row in zip_longest(*order) for v in row if v is not None]
 
 
 class _DomainGuard:
