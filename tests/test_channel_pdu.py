@@ -63,11 +63,28 @@ def family_outlets() -> list[EmulatedOutlet]:
     return out
 
 
+def raritan_with_digits() -> dict[str, str]:
+    """A PX3 whose outlet 1 reports active power with one decimal digit (1013 = 101.3 W),
+    outlet 2 with none, and outlet 3 with no digits row at all."""
+    raritan = PROFILES["raritan-px2"]
+    outlets = [
+        EmulatedOutlet(1, "on", watts_on=1013),
+        EmulatedOutlet(2, "on", watts_on=57),
+        EmulatedOutlet(3, "on"),
+    ]
+    records = pdu_records(raritan, outlets)
+    assert raritan.watts is not None and raritan.watts.decimals is not None
+    for n, digits in ((1, 1), (2, 0)):
+        records[raritan.oid(raritan.watts.decimals, n)] = f"66|{digits}"
+    return records
+
+
 def _files() -> dict[str, str]:
     files = {f"fam-{f}": render_snmprec(pdu_records(p, family_outlets())) for f, p in PROFILES.items()}
     files |= {f"v3-{f}": text for f, text in files.items()}  # outlet state is per data file
     slow = [EmulatedOutlet(n, "on", lag_s=0.4) for n in (1, 2)]
     files |= {f"ops-{k}": render_snmprec(pdu_records(PROFILES["apc-rpdu2"], slow)) for k in (1, 2)}
+    files["raritan-digits"] = render_snmprec(raritan_with_digits())
     for name, (path, family, on) in CAPTURES.items():
         if not path.exists():
             continue
@@ -298,6 +315,20 @@ def test_set_on_a_read_only_capture_object_is_refused(agent: SnmpAgent) -> None:
         with pytest.raises(Refused):
             await ch.switch(3, "on")
         assert await ch.state(3) == "off"
+
+    run(scenario)
+
+
+def test_meter_readings_are_scaled_by_the_decimal_digits_the_pdu_reports(agent: SnmpAgent) -> None:
+    """Raritan gives each sensor reading's decimal digits in a separate column; a meter
+    read without them would be 10x off on an outlet that reports one digit."""
+
+    async def scenario(snmp: Snmp) -> None:
+        ch = PduChannel(snmp, v2c(agent, "raritan-digits"), PROFILES["raritan-px2"])
+        assert await ch.meters() == {1: pytest.approx(101.3), 2: 57.0, 3: 150.0}
+        assert await ch.watts(1) == pytest.approx(101.3)
+        assert await ch.watts(3) == 150.0  # no digits row: the reading as it is
+        assert {o.number: o.watts for o in await ch.outlets()}[1] == pytest.approx(101.3)
 
     run(scenario)
 

@@ -64,7 +64,12 @@ class Write(Column):
 
 
 class WattsColumn(Column):
-    scale: float = 1.0  # watts = raw * scale
+    """An outlet's active power: watts = raw x scale / 10^digits, where a PDU that says how
+    many decimal digits each reading carries (Raritan's outletSensorDecimalDigits) names
+    that column in `decimals`; without it, or without a row for an outlet, digits = 0."""
+
+    scale: float = 1.0
+    decimals: Column | None = None
 
 
 class PduProfile(BaseModel):

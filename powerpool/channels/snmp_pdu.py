@@ -41,7 +41,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import errind, rfc1905
 
 from powerpool.channels.base import CallPolicy, Channel, Outcome
-from powerpool.channels.pdu_profile import Command, OutletState, PduProfile, candidates
+from powerpool.channels.pdu_profile import Command, OutletState, PduProfile, WattsColumn, candidates
 from powerpool.config.schema import PduSpec
 from powerpool.errors import (
     AuthFailed,
@@ -308,16 +308,32 @@ class PduChannel(Channel):
         if p.watts is None:
             return None
         raw = await self.snmp.get_maybe(self.target, p.oid(p.watts, n), f"outlet {n} watts")
-        return None if raw is None or int(raw) < 0 else int(raw) * p.watts.scale
+        if raw is None or int(raw) < 0:
+            return None
+        digits = 0
+        if p.watts.decimals is not None:
+            got = await self.snmp.get_maybe(
+                self.target, p.oid(p.watts.decimals, n), f"outlet {n} watt digits"
+            )
+            digits = int(got) if got is not None else 0
+        return _watts(p.watts, int(raw), digits)
 
     async def meters(self) -> dict[int, float]:
         """Watts per outlet, one walk of the meter column ({} when the PDU meters none)."""
         p = self._profile()
         watts: dict[int, float] = {}
-        if p.watts is not None:
-            for oid, v in await self.snmp.column(self.target, p.watts.oid, "list watts", limit=4096):
-                if (n := p.number(p.watts, oid)) is not None and isinstance(v, int) and v >= 0:
-                    watts[n] = v * p.watts.scale
+        if p.watts is None:
+            return watts
+        digits: dict[int, int] = {}
+        if p.watts.decimals is not None:
+            for oid, v in await self.snmp.column(
+                self.target, p.watts.decimals.oid, "list watt digits", limit=4096
+            ):
+                if (n := p.number(p.watts.decimals, oid)) is not None and isinstance(v, int):
+                    digits[n] = v
+        for oid, v in await self.snmp.column(self.target, p.watts.oid, "list watts", limit=4096):
+            if (n := p.number(p.watts, oid)) is not None and isinstance(v, int) and v >= 0:
+                watts[n] = _watts(p.watts, v, digits.get(n, 0))
         return watts
 
     async def outlets(self) -> list[OutletReading]:
@@ -379,3 +395,8 @@ class PduChannel(Channel):
             wait = self.target.settle_s - (time.monotonic() - last)
             if wait > 0:
                 await asyncio.sleep(wait)
+
+
+def _watts(column: WattsColumn, raw: int, digits: int) -> float:
+    """A meter reading in watts (digits: decimal places the PDU says the reading has)."""
+    return float(raw * column.scale) / float(10 ** max(0, min(digits, 9)))
