@@ -46,6 +46,22 @@ def test_pdu_probe_json_on_a_capture_it_has_never_seen(unseen_pdu: SnmpAgent) ->
     )
 
 
+def test_pdu_probe_lists_the_unit_of_a_daisy_chain_it_is_asked_for() -> None:
+    from powerpool.lab.snmp_agent import render_snmprec
+    from tests.rack import PROFILES
+    from tests.test_channel_pdu import daisy_chain
+
+    with SnmpAgent({"chain": render_snmprec(daisy_chain(PROFILES["sentry4"]))}) as agent:
+        host, port = agent.address
+        base = ("pdu", "probe", "--address", f"{host}:{port}", "--community", "chain", "--json")
+        for unit, state in (("1", "on"), ("2", "off")):
+            code, out, err = invoke(*base, "--unit", unit)
+            assert code == 0, err
+            doc = json.loads(out)
+            assert doc["family"] == "sentry4"
+            assert [(o["number"], o["state"]) for o in doc["outlets"]] == [(n, state) for n in (1, 2, 3)]
+
+
 def test_pdu_probe_over_snmpv3_with_key_references(
     unseen_pdu: SnmpAgent, monkeypatch: pytest.MonkeyPatch
 ) -> None:

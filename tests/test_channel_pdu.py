@@ -79,12 +79,22 @@ def raritan_with_digits() -> dict[str, str]:
     return records
 
 
+def daisy_chain(profile: PduProfile) -> dict[str, str]:
+    """Two linked units behind one agent: unit A's outlets 1-3 on, unit B's 1-3 off, with
+    their own names, so a command to B's outlet 2 can only land on B's row."""
+    a = [EmulatedOutlet(n, "on", name=f"a-{n}", watts_on=100 + n) for n in (1, 2, 3)]
+    b = [EmulatedOutlet(n, "off", name=f"b-{n}", watts_off=0) for n in (1, 2, 3)]
+    return pdu_records(profile, b, pdu_records(profile, a), unit=2)
+
+
 def _files() -> dict[str, str]:
     files = {f"fam-{f}": render_snmprec(pdu_records(p, family_outlets())) for f, p in PROFILES.items()}
     files |= {f"v3-{f}": text for f, text in files.items()}  # outlet state is per data file
     slow = [EmulatedOutlet(n, "on", lag_s=0.4) for n in (1, 2)]
     files |= {f"ops-{k}": render_snmprec(pdu_records(PROFILES["apc-rpdu2"], slow)) for k in (1, 2)}
     files["raritan-digits"] = render_snmprec(raritan_with_digits())
+    for family in ("sentry3", "sentry4", "raritan-px2"):
+        files[f"chain-{family}"] = render_snmprec(daisy_chain(PROFILES[family]))
     for name, (path, family, on) in CAPTURES.items():
         if not path.exists():
             continue
@@ -329,6 +339,26 @@ def test_meter_readings_are_scaled_by_the_decimal_digits_the_pdu_reports(agent: 
         assert await ch.watts(1) == pytest.approx(101.3)
         assert await ch.watts(3) == 150.0  # no digits row: the reading as it is
         assert {o.number: o.watts for o in await ch.outlets()}[1] == pytest.approx(101.3)
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("family", ["sentry3", "sentry4", "raritan-px2"])
+def test_each_unit_of_a_daisy_chain_is_its_own_pdu(agent: SnmpAgent, family: str) -> None:
+    """Sentry towers B, C... and Raritan linked PDUs answer on the master's address; a
+    policy names each unit as a PDU of its own (unit = 2 for B) and reaches only its rows."""
+
+    async def scenario(snmp: Snmp) -> None:
+        tower_a = PduChannel(snmp, v2c(agent, f"chain-{family}"), PROFILES[family], poll_s=0.05)
+        tower_b = PduChannel(snmp, v2c(agent, f"chain-{family}", unit=2), PROFILES[family], poll_s=0.05)
+        assert {(o.number, o.name, o.state) for o in await tower_b.outlets()} == {
+            (n, f"b-{n}" if PROFILES[family].name else None, "off") for n in (1, 2, 3)
+        }
+        assert (await tower_b.switch(2, "on")).reached == "on"
+        assert [await tower_b.state(n) for n in (1, 2, 3)] == ["off", "on", "off"]
+        assert [await tower_a.state(n) for n in (1, 2, 3)] == ["on", "on", "on"]  # untouched
+        assert (await tower_a.switch(2, "off")).reached == "off"
+        assert await tower_b.state(2) == "on"  # and the other way round
 
     run(scenario)
 

@@ -76,6 +76,20 @@ def pdu() -> None:
     "--v3-priv-proto", type=click.Choice(["aes128", "aes192", "aes256"]), default="aes128", show_default=True
 )
 @click.option("--context", default="", help="SNMPv3 context name.")
+@click.option(
+    "--unit",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Unit of a daisy chain behind this address (Sentry tower B or Raritan linked PDU 2 = 2).",
+)
+@click.option(
+    "--feed",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="Input feed/cord of that unit (A = 1).",
+)
 @click.option("--timeout", default=1.0, show_default=True, help="Seconds per request.")
 @PDUS
 @JSON
@@ -90,6 +104,8 @@ def probe(
     v3_auth_proto: str,
     v3_priv_proto: str,
     context: str,
+    unit: int,
+    feed: int,
     timeout: float,
     pdu_profiles: Path,
     as_json: bool,
@@ -103,6 +119,7 @@ def probe(
     Examples:
       powerpool pdu probe --address 10.0.0.5 --v3-user pp --v3-auth-key env:AUTH --v3-priv-key env:PRIV
       powerpool pdu probe --address 127.0.0.1:16161 --community public --json
+      powerpool pdu probe --address 10.0.0.6 --community env:COMM --unit 2   # Sentry tower B
     """
     host, _, port = address.partition(":")
     if not (community or v3_user) or (community and v3_user):
@@ -123,6 +140,8 @@ def probe(
         read_community=_secret(community),
         write_community=_secret(community),
         context=context,
+        unit=unit,
+        feed=feed,
     )
     profiles = load_pdu_profiles(pdu_profiles)
 

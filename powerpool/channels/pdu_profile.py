@@ -22,7 +22,7 @@ OutletState = Literal["on", "off", "pending", "unknown"]
 Command = Literal["on", "off", "cycle"]
 
 _OID = re.compile(r"^1(\.\d+)+$")
-_INDEX = re.compile(r"^(\d+\.)*\{n0?\}(\.\d+)*$")
+_INDEX = re.compile(r"^((\d+|\{unit\}|\{feed\})\.)*\{n0?\}(\.\d+)*$")
 
 
 def _oid(value: str) -> str:
@@ -33,13 +33,17 @@ def _oid(value: str) -> str:
 
 def _index(value: str) -> str:
     if not _INDEX.match(value):
-        raise ValueError("expected an index template like '{n}', '0.{n}', '1.{n}.14' or '{n0}' (0-based)")
+        raise ValueError(
+            "expected an index template like '{n}', '0.{n}', '1.{n}.14', "
+            "'{unit}.{feed}.{n}' or '{n0}' (0-based)"
+        )
     return value
 
 
 class Column(BaseModel):
     """A table column; the outlet's OID is `oid.index` with {n} = the outlet number as the
-    PDU's own interface shows it (1-based) and {n0} = n - 1."""
+    PDU's own interface shows it (1-based), {n0} = n - 1, and for linked units {unit} =
+    the unit (tower, linked PDU) and {feed} = its input feed, both 1-based (A = 1)."""
 
     model_config = STRICT
     oid: str
@@ -94,15 +98,15 @@ class PduProfile(BaseModel):
     def _check_ids(cls, v: list[str]) -> list[str]:
         return [_oid(x) for x in v]
 
-    def oid(self, column: Column, n: int) -> str:
-        """The full OID of outlet `n` in `column`."""
-        template = column.index or self.index
+    def oid(self, column: Column, n: int, unit: int = 1, feed: int = 1) -> str:
+        """The full OID of outlet `n` (of `unit`, `feed`) in `column`."""
+        template = _place(column.index or self.index, unit, feed)
         return column.oid + "." + template.replace("{n0}", str(n - 1)).replace("{n}", str(n))
 
-    def number(self, column: Column, oid: str) -> int | None:
+    def number(self, column: Column, oid: str, unit: int = 1, feed: int = 1) -> int | None:
         """The outlet number an OID of `column` belongs to (None: another row, e.g. a
-        different sensor type or a daisy-chained unit)."""
-        template = column.index or self.index
+        different sensor type or another unit of a daisy chain)."""
+        template = _place(column.index or self.index, unit, feed)
         pattern = re.escape(template).replace(r"\{n0\}", "(?P<n0>\\d+)").replace(r"\{n\}", "(?P<n>\\d+)")
         m = re.fullmatch(re.escape(column.oid) + r"\." + pattern, oid)
         if not m:
@@ -131,6 +135,10 @@ class PduProfile(BaseModel):
             if sys_object_id == prefix or sys_object_id.startswith(prefix + "."):
                 best = max(best, len(prefix))
         return best
+
+
+def _place(template: str, unit: int, feed: int) -> str:
+    return template.replace("{unit}", str(unit)).replace("{feed}", str(feed))
 
 
 def load_pdu_profiles(directory: Path) -> dict[str, PduProfile]:

@@ -41,7 +41,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import errind, rfc1905
 
 from powerpool.channels.base import CallPolicy, Channel, Outcome
-from powerpool.channels.pdu_profile import Command, OutletState, PduProfile, WattsColumn, candidates
+from powerpool.channels.pdu_profile import Column, Command, OutletState, PduProfile, WattsColumn, candidates
 from powerpool.config.schema import PduSpec
 from powerpool.errors import (
     AuthFailed,
@@ -92,6 +92,8 @@ class PduTarget:
     context: str = ""
     max_ops: int = 1
     settle_s: float = 2.0  # least time between two commands to the same outlet
+    unit: int = 1  # of a daisy chain (Sentry tower, Raritan linked PDU): 1 = A, the master
+    feed: int = 1  # input feed (Sentry infeed / cord) of that unit: 1 = A
 
     @classmethod
     def from_spec(cls, name: str, spec: PduSpec) -> PduTarget:
@@ -112,6 +114,8 @@ class PduTarget:
             context=spec.context,
             max_ops=spec.max_ops,
             settle_s=spec.settle,
+            unit=spec.unit,
+            feed=spec.feed,
         )
 
     @property
@@ -283,8 +287,11 @@ class PduChannel(Channel):
                 col = prof.state if column == "state" else prof.name
                 if col is None:
                     continue
-                rows = await self.snmp.column(self.target, col.oid, "detect", limit=1)
-                if rows and prof.number(col, rows[0][0]) is not None:
+                # The first row settles it for the first unit; a later unit's rows follow
+                # the units before it.
+                first = (self.target.unit, self.target.feed) == (1, 1)
+                rows = await self.snmp.column(self.target, col.oid, "detect", limit=1 if first else 512)
+                if any(self._number(col, oid, prof) is not None for oid, _ in rows):
                     self.profile = prof
                     return prof
         raise Refused(
@@ -301,19 +308,28 @@ class PduChannel(Channel):
 
     async def state(self, n: int) -> OutletState:
         p = self._profile()
-        return p.decode(int((await self.snmp.get(self.target, [p.oid(p.state, n)], f"outlet {n} state"))[0]))
+        return p.decode(
+            int((await self.snmp.get(self.target, [self._oid(p.state, n)], f"outlet {n} state"))[0])
+        )
+
+    def _oid(self, column: Column, n: int) -> str:
+        return self._profile().oid(column, n, self.target.unit, self.target.feed)
+
+    def _number(self, column: Column, oid: str, profile: PduProfile | None = None) -> int | None:
+        """Outlet number of a row of this target's unit and feed (None: another row)."""
+        return (profile or self._profile()).number(column, oid, self.target.unit, self.target.feed)
 
     async def watts(self, n: int) -> float | None:
         p = self._profile()
         if p.watts is None:
             return None
-        raw = await self.snmp.get_maybe(self.target, p.oid(p.watts, n), f"outlet {n} watts")
+        raw = await self.snmp.get_maybe(self.target, self._oid(p.watts, n), f"outlet {n} watts")
         if raw is None or int(raw) < 0:
             return None
         digits = 0
         if p.watts.decimals is not None:
             got = await self.snmp.get_maybe(
-                self.target, p.oid(p.watts.decimals, n), f"outlet {n} watt digits"
+                self.target, self._oid(p.watts.decimals, n), f"outlet {n} watt digits"
             )
             digits = int(got) if got is not None else 0
         return _watts(p.watts, int(raw), digits)
@@ -329,10 +345,10 @@ class PduChannel(Channel):
             for oid, v in await self.snmp.column(
                 self.target, p.watts.decimals.oid, "list watt digits", limit=4096
             ):
-                if (n := p.number(p.watts.decimals, oid)) is not None and isinstance(v, int):
+                if (n := self._number(p.watts.decimals, oid)) is not None and isinstance(v, int):
                     digits[n] = v
         for oid, v in await self.snmp.column(self.target, p.watts.oid, "list watts", limit=4096):
-            if (n := p.number(p.watts, oid)) is not None and isinstance(v, int) and v >= 0:
+            if (n := self._number(p.watts, oid)) is not None and isinstance(v, int) and v >= 0:
                 watts[n] = _watts(p.watts, v, digits.get(n, 0))
         return watts
 
@@ -342,12 +358,12 @@ class PduChannel(Channel):
         states = {
             n: p.decode(v if isinstance(v, int) else None)
             for oid, v in await self.snmp.column(self.target, p.state.oid, "list outlets")
-            if (n := p.number(p.state, oid)) is not None
+            if (n := self._number(p.state, oid)) is not None
         }
         names: dict[int, str] = {}
         if p.name is not None:
             for oid, v in await self.snmp.column(self.target, p.name.oid, "list names"):
-                if (n := p.number(p.name, oid)) is not None:
+                if (n := self._number(p.name, oid)) is not None:
                     names[n] = str(v)
         watts = await self.meters()
         numbers = sorted(set(states) | set(names))
@@ -373,7 +389,9 @@ class PduChannel(Channel):
         await self.call(
             target,
             command,
-            lambda: self.snmp.set_int(self.target, p.oid(write, n), write.value, command, command != "cycle"),
+            lambda: self.snmp.set_int(
+                self.target, self._oid(write, n), write.value, command, command != "cycle"
+            ),
             idempotent=command != "cycle",
         )
         self._last_command[n] = time.monotonic()

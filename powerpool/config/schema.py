@@ -262,6 +262,8 @@ class PduSpec(BaseModel):
     context: str = ""  # SNMPv3 context name, where the agent serves several PDUs
     max_ops: int = Field(default=1, ge=1)  # requests in flight to this agent at once
     settle: Duration = 2.0  # least time between two commands to one outlet
+    unit: int = Field(default=1, ge=1, le=64)  # unit of a daisy chain (Sentry tower B = 2)
+    feed: int = Field(default=1, ge=1, le=8)  # its input feed / cord (A = 1)
 
     @field_validator("snmp_version", mode="before")
     @classmethod

@@ -60,8 +60,14 @@ def pdu_records(
     outlets: Iterable[EmulatedOutlet],
     base: dict[str, str] | None = None,
     sys_object_id: str | None = None,
+    unit: int = 1,
+    feed: int = 1,
 ) -> dict[str, str]:
-    """A data file for `profile`: `base` (a parsed capture) with linked outlet records."""
+    """A data file for `profile`: `base` (a parsed capture) with linked outlet records,
+    for outlets of one unit and feed of a daisy chain (call again with the result as
+    `base` for the next unit)."""
+    place = (unit, feed)
+    prefix = "" if place == (1, 1) else f"u{unit}f{feed}-"  # keeps each unit's outlet state apart
     records = dict(base or {})
     records.setdefault(SYS_DESCR, f"4|powerpool lab PDU ({profile.family})")
     if sys_object_id or SYS_OBJECT_ID not in records:
@@ -70,26 +76,28 @@ def pdu_records(
     if profile.state.pending:
         reads["r_pending"] = profile.state.pending[0]
     for o in outlets:
-        common = {"key": str(o.number), "init": o.state}
+        common = {"key": f"{prefix}{o.number}", "init": o.state}
         if o.lag_s:
             common["lag"] = f"{o.lag_s:g}"
         if o.stuck:
             common["stuck"] = "1"
-        linked: dict[str, dict[str, object]] = {profile.oid(profile.state, o.number): {**common, **reads}}
+        linked: dict[str, dict[str, object]] = {
+            profile.oid(profile.state, o.number, *place): {**common, **reads}
+        }
         for command in ("on", "off", "cycle"):
             write = profile.write(command)
             if write is None:
                 continue
-            oid = profile.oid(write, o.number)
+            oid = profile.oid(write, o.number, *place)
             linked.setdefault(oid, {**common, "r_fixed": -1})[f"w_{command}"] = write.value
         if profile.watts is not None:
-            oid = profile.oid(profile.watts, o.number)
+            oid = profile.oid(profile.watts, o.number, *place)
             linked[oid] = {**common, "watts_on": o.watts_on, "watts_off": o.watts_off}
         for oid, args in linked.items():
             tag = records.get(oid, "2|").split("|", 1)[0].split(":", 1)[0]
             records[oid] = f"{tag}:pplink|" + ",".join(f"{k}={v}" for k, v in args.items())
         if profile.name is not None and o.name is not None:
-            records[profile.oid(profile.name, o.number)] = f"4|{o.name}"
+            records[profile.oid(profile.name, o.number, *place)] = f"4|{o.name}"
     return records
 
 
