@@ -282,15 +282,15 @@ class PduChannel(Channel):
         (vendor labels disagree, so a probe decides); falls back to a name column."""
         self.sys_object_id = str((await self.snmp.get(self.target, [SYS_OBJECT_ID], "detect"))[0])
         ranked = candidates(profiles, self.sys_object_id)
+        # The first row settles it for the first unit; a later unit's rows follow the
+        # units before it.
+        rows_needed = 1 if (self.target.unit, self.target.feed) == (1, 1) else 512
         for column in ("state", "name"):
             for prof in ranked:
                 col = prof.state if column == "state" else prof.name
                 if col is None:
                     continue
-                # The first row settles it for the first unit; a later unit's rows follow
-                # the units before it.
-                first = (self.target.unit, self.target.feed) == (1, 1)
-                rows = await self.snmp.column(self.target, col.oid, "detect", limit=1 if first else 512)
+                rows = await self.snmp.column(self.target, col.oid, "detect", limit=rows_needed)
                 if any(self._number(col, oid, prof) is not None for oid, _ in rows):
                     self.profile = prof
                     return prof

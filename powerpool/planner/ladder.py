@@ -51,8 +51,6 @@ class PoolTable:
     lookback: float  # seconds of load history any rule looks at
     due: tuple[tuple[Tier, ...], ...]  # per point: the tiers due within it
     labels: tuple[str, ...]  # per tier of the policy: its name in plans
-    due_hosts: tuple[int, ...]  # per point: fixed hosts the tiers due within it add
-    due_percent: tuple[tuple[float, ...], ...]  # per point: their percentages of needed
 
     def index_of(self, ready: float) -> int:
         """First point a host with this ready time counts at."""
@@ -127,8 +125,6 @@ def _build(pool: Pool) -> PoolTable:
     lookback = max(pool.idle_before_sleep_s, pool.peak_hold_s, pool.trend_window_s, ordered[-1])
     due = tuple(tuple(t for t in pool.tiers if t.within_s <= h) for h in ordered)
     labels = tuple(t.label for t in pool.tiers)
-    due_hosts = tuple(sum(t.hosts for t in ts) for ts in due)
-    due_percent = tuple(tuple(t.percent / 100.0 for t in ts if t.percent) for ts in due)
     return PoolTable(
         ordered,
         profiles,
@@ -141,8 +137,6 @@ def _build(pool: Pool) -> PoolTable:
         lookback,
         due,
         labels,
-        due_hosts,
-        due_percent,
     )
 
 
@@ -160,13 +154,12 @@ def requirements(
     out: list[int] = []
     running = 0
     last = len(tab.points) - 1
-    target, floor, warm, ceil = pool.target_utilisation, pool.min_active, pool.warm, math.ceil
-    for i, fixed in enumerate(tab.due_hosts):
+    for i, due in enumerate(tab.due):
         j = i + 1 if i < last else last
-        n = max(floor, ceil(forecast[j] / target - EPS))  # needed(pool, forecast[j]), inlined: hot
-        r = n + warm + fixed
-        for share in tab.due_percent[i]:
-            r += ceil(share * n - 1e-9)  # Tier.extra's percentage part
+        n = needed(pool, forecast[j])
+        r = n + pool.warm
+        for t in due:
+            r += t.extra(n)
         if floors[j] > r:
             r = floors[j]  # a schedule window's floor (see forecast.window_floors)
         if r > running:
