@@ -63,6 +63,45 @@ def step_up_margin(history: Sequence[tuple[float, float]], since: float) -> floa
     return second if second > 0 else first
 
 
+def rises_within(
+    history: Sequence[tuple[float, float]], since: float, horizons: Sequence[float]
+) -> list[float]:
+    """For each horizon h (ascending): the largest rise from a sample at or after `since`
+    to a later one at most h seconds after it (0 when there is none).
+
+    A burst that took h seconds to build is what a host h seconds from ready must be
+    there for. One pass per horizon: a window minimum kept in a monotonic stack."""
+    lo = len(history)
+    while lo > 0 and history[lo - 1][0] >= since:
+        lo -= 1
+    ts = [t for t, _ in history[lo:]]
+    vs = [v for _, v in history[lo:]]
+    # The largest rise of all bounds every horizon: once one reaches it, the rest do too.
+    top, low = 0.0, math.inf
+    for v in vs:
+        if v - low > top:
+            top = v - low
+        if v < low:
+            low = v
+    out: list[float] = []
+    best = 0.0
+    for h in horizons:
+        if best < top and h > 0:
+            mins: list[int] = []  # indices of rising values: mins[head] is the window's minimum
+            head = 0
+            for j, t in enumerate(ts):
+                while head < len(mins) and ts[mins[head]] < t - h:
+                    head += 1
+                v = vs[j]
+                if head < len(mins) and v - vs[mins[head]] > best:
+                    best = v - vs[mins[head]]
+                while len(mins) > head and vs[mins[-1]] >= v:
+                    mins.pop()
+                mins.append(j)
+        out.append(best)
+    return out
+
+
 def forecast(
     history: Sequence[tuple[float, float]],
     now: float,

@@ -6,9 +6,19 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from powerpool.config.types import parse_clock, parse_days, parse_duration
-from powerpool.forecast import forecast, peak_since, step_up_margin, trend_per_s, window_floor, window_floors
+from powerpool.forecast import (
+    forecast,
+    peak_since,
+    rises_within,
+    step_up_margin,
+    trend_per_s,
+    window_floor,
+    window_floors,
+)
 from powerpool.model import PowerState, Window, can_transition, fmt_duration
 from tests.conftest import S, make_pool, profile
 
@@ -120,3 +130,32 @@ def test_kept_window_floors_equal_a_fresh_computation_at_every_instant() -> None
         seen.add(tuple(fresh))
         t += timedelta(seconds=37)
     assert len(seen) > 3  # the walk did meet openings, closings and lead times
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 90), st.floats(0, 50)), max_size=40),
+    st.integers(-2000, 0),
+    st.lists(st.integers(0, 900), max_size=6),
+)
+def test_rises_within_equals_the_largest_rise_over_every_pair(
+    steps: list[tuple[int, float]], since: int, horizons: list[int]
+) -> None:
+    """Against the definition: every pair of samples at or after `since`, later minus earlier."""
+    t, history = -3000.0, []
+    for dt, v in steps:
+        t += dt
+        history.append((t, v))
+    horizons = sorted(horizons)
+    got = rises_within(history, since, horizons)
+    inside = [(t, v) for t, v in history if t >= since]
+    for h, r in zip(horizons, got, strict=True):
+        pairs = [b - a for i, (ta, a) in enumerate(inside) for tb, b in inside[i + 1 :] if 0 < tb - ta <= h]
+        assert r == max([0.0, *pairs])
+
+
+def test_rises_within_sees_a_ramp_that_no_single_step_shows() -> None:
+    ramp = [(-150.0, 1.0), (-120.0, 2.0), (-90.0, 3.0), (-60.0, 4.0), (-30.0, 5.0)]
+    assert rises_within(ramp, -400.0, [0.0, 30.0, 60.0, 120.0, 600.0]) == [0.0, 1.0, 2.0, 4.0, 4.0]
+    assert step_up_margin(ramp, -400.0) == 1.0  # what the warm margin reads
+    assert rises_within(ramp, -100.0, [600.0]) == [2.0]  # only the window counts
+    assert rises_within([(t, 6.0 - v) for t, v in ramp], -400.0, [600.0]) == [0.0]  # a fall

@@ -297,3 +297,21 @@ def test_domain_guard_does_not_freeze_parking_when_no_domain_loss_is_coverable()
     p = plan(pool, snapshot(pool, 700.0))  # needed 7 + warm 1 of 10 hosts
     assert list(moves(p).values()).count(S.UNPOWERED) == 2
     assert not [v for v in p.vetoes if v.rule == "failure-domain"]
+
+
+def test_recent_bursts_keep_spares_in_a_lighter_sleep_and_wake_nobody() -> None:
+    """A 4-host ramp over two minutes, each step only +1: the warm margin reads the step,
+    but parking keeps room for the whole ramp within the slower rungs' horizons."""
+    pool = make_pool(10, peak_hold_s=600.0, trend_window_s=0.0, idle_before_sleep_s=60.0)
+    ramp = ((590.0, 100.0), (150.0, 100.0), (120.0, 200.0), (90.0, 300.0), (60.0, 400.0), (30.0, 500.0))
+    flat = ((590.0, 500.0), (30.0, 500.0))  # idle long enough, in both, to earn unpowered
+    p = plan(pool, snapshot(pool, 500.0, history=ramp))
+    assert p.tiers[0].required == 7  # 5 needed + a 1-host step-up + the warm spare
+    parked = {h: d for h, d in moves(p).items() if not d.warm}
+    assert len(parked) == 3 and set(parked.values()) <= {S.DISK_STANDBY, S.SLEEP}
+    calm = plan(pool, snapshot(pool, 500.0, history=flat))
+    assert S.UNPOWERED in moves(calm).values()  # without the ramp they go all the way down
+    # Spares already deep are not woken for it: only parking looks at bursts.
+    deep = {f"h{i:02d}": S.UNPOWERED for i in range(7, 10)}
+    wakes = [a for a in plan(pool, snapshot(pool, 500.0, deep, history=ramp)).actions if not a.src.warm]
+    assert not wakes

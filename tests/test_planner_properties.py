@@ -123,7 +123,8 @@ def _ready(pool: Pool, o: HostObservation) -> float:
         if o.transition.to.warm:
             left = prof.ready_s[o.state] - (NOW - o.transition.started).total_seconds()
             return left if left > -pool.wake_margin_s else math.inf
-        return prof.enter_s[o.transition.to] + prof.ready_s[o.transition.to]
+        entering = prof.enter_s[o.transition.to] - (NOW - o.transition.started).total_seconds()
+        return max(0.0, entering) + prof.ready_s[o.transition.to]  # it finishes going down first
     return 0.0 if o.state.warm else prof.ready_s[o.state]
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import zip_longest
 
-from powerpool.forecast import forecast, peak_since, step_up_margin, window_floors
+from powerpool.forecast import forecast, peak_since, rises_within, step_up_margin, window_floors
 from powerpool.model import (
     WARM_STATES as WARM,
 )
@@ -318,8 +318,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     tripped = failures >= pool.breaker_failures
     floors = window_floors(pool, now, tab.points)
     req_wake = requirements(pool, tab, fc, floors, safe=tripped)
-    idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
-    req_park = requirements(pool, tab, [max(f, idle_peak) for f in fc], floors, safe=tripped)
+    req_park = _ParkRequirements(pool, tab, hist, current, fc, margin, floors, tripped)
     if stale:
         p.notes.append("load is stale or missing: every sleep is frozen, wakes still allowed")
     if tripped:
@@ -409,9 +408,49 @@ def _short(required: float, have: float, h: float) -> str:
 # -- park ---------------------------------------------------------------------------
 
 
+class _ParkRequirements:
+    """R(h) for parking, computed on first use: most ticks move no host below warm.
+
+    Parking keeps what waking provisions for, and the peak of the idle window (so a
+    spare is not parked the moment it stops being needed). It also leaves every rung
+    slower than warm room for the largest rise recent history shows within that rung's
+    horizon: there a burst is cheap to cover (a host stays in a lighter sleep) and dear
+    to miss (a boot). Nothing is woken for it, and the warm floor (which reads point 1)
+    stays the forecast's.
+    """
+
+    __slots__ = ("args", "req")
+
+    def __init__(
+        self,
+        pool: Pool,
+        tab: PoolTable,
+        hist: list[tuple[float, float]],
+        current: float,
+        fc: list[float],
+        margin: float,
+        floors: list[int],
+        safe: bool,
+    ) -> None:
+        self.args = (pool, tab, hist, current, fc, margin, floors, safe)
+        self.req: list[int] | None = None
+
+    def __call__(self) -> list[int]:
+        if self.req is None:
+            pool, tab, hist, current, fc, margin, floors, safe = self.args
+            idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
+            park_fc = [max(f, idle_peak) for f in fc]
+            if len(park_fc) > 2 and hist:
+                rises = rises_within(hist, -pool.peak_hold_s, tab.points)
+                for j in range(2, len(park_fc)):
+                    park_fc[j] = max(park_fc[j], current + rises[j])
+            self.req = requirements(pool, tab, park_fc, floors, safe)
+        return self.req
+
+
 def _park(
     p: _Pass,
-    req: list[int],
+    req: _ParkRequirements,
     serving: int,
     hist: list[tuple[float, float]],
     frozen: tuple[str, str] | None,
@@ -486,7 +525,7 @@ def _try(
     v: _View,
     targets: list[PowerState],
     have: list[float],
-    req: list[int],
+    req_park: _ParkRequirements,
     domains: _DomainGuard,
     frozen: tuple[str, str] | None,
     why: tuple[str, float],
@@ -521,6 +560,7 @@ def _try(
         if seen is not None and v.cap >= seen[0]:
             short: int | None = seen[1]
         else:
+            req = req_park()
             short = next((i for i in range(lo, hi) if have[i] - v.cap < req[i] - EPS), None)
             if short is not None:
                 spans[(lo, hi)] = (v.cap, short)
