@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from powerpool.config import discover, load_all
@@ -22,11 +21,11 @@ from powerpool.sim.report import (
     Report,
     run_report,
     scale_trace,
+    sweep_peak_hold,
     timeline_energy_kwh,
     with_hosts,
     write_timeline,
 )
-from powerpool.sim.runner import simulate
 from powerpool.sim.trace import Trace, read_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +41,19 @@ def _cut(trace: Trace, days: float | None) -> Trace:
     return Trace(trace.name, trace.t[:n], trace.load[:n], trace.step, trace.notes)
 
 
-def _frontier(report: Report, anchor: dict[str, float]) -> str | None:
+LEANER = [120.0, 60.0, 0.0]  # peak_hold values tried when an anchor uses less energy
+
+
+def _frontier(report: Report, anchor: str) -> str | None:
     """The first leaner knob setting that uses less energy than `anchor` at no more
-    unserved demand, or None."""
-    for hold in (120.0, 60.0, 0.0):
-        r = simulate(replace(report.pool, peak_hold_s=hold), report.trace)
-        if r.energy_kwh < anchor["energy_kwh"] and r.unserved_fraction <= anchor["unserved_fraction"]:
-            return f"peak_hold {hold:g}s ({r.energy_kwh:.0f} kWh, unserved {r.unserved_fraction:.4%})"
-    return None
+    unserved demand, or None (the same sweep `powerpool simulate --sweep-peak-hold` runs)."""
+    if not report.sweep:
+        sweep_peak_hold(report, LEANER)
+    hold = report.leaner(anchor)
+    if hold is None:
+        return None
+    r = report.sweep[hold]
+    return f"peak_hold {hold:g}s ({r.energy_kwh:.0f} kWh, unserved {r.unserved_fraction:.4%})"
 
 
 def check(report: Report, tl: Path) -> list[str]:
@@ -71,7 +75,7 @@ def check(report: Report, tl: Path) -> list[str]:
         misses.append(f"short {ours['reserve_short_s'] / report.trace.duration:.2%} of the time")
     for name, r in data["results"].items():
         if name not in ("powerpool", "optimum", "always_on") and r["energy_kwh"] <= ours["energy_kwh"]:
-            leaner = _frontier(report, r)
+            leaner = _frontier(report, name)
             if leaner is None:
                 misses.append(f"{name} uses less energy, and no peak_hold setting beats it at its unserved")
             else:

@@ -203,6 +203,30 @@ def test_simulate_command_writes_json_timeline_and_plot(tmp_path: Path) -> None:
     assert "powerpool" in result.output and "optimum" in result.output and "watcher" in result.output
 
 
+def test_simulate_sweep_walks_the_safety_knob_on_the_operators_load(tmp_path: Path) -> None:
+    """Each swept peak_hold is a real run of the planner at that value: the policy's own
+    value reproduces the main result, another value gives another trade."""
+    trace = tmp_path / "w.csv"
+    w = wave(days=0.5)
+    trace.write_text(
+        "t_s,load\n" + "".join(f"{t:g},{v / 100:.4f}\n" for t, v in zip(w.t, w.load, strict=True))
+    )
+    out = tmp_path / "r.json"
+    base = ["simulate", "--policy", str(REPO / "policies/web.toml"), "--trace", str(trace)]
+    base += ["--hosts", "16", "--peak-hosts", "10", "--no-anchors"]
+    result = CliRunner().invoke(main, [*base, "--sweep-peak-hold", "10m,0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "safety-vs-saving" in result.output and "10m (policy)" in result.output
+    data = json.loads(out.read_text())
+    sweep = {row["peak_hold_s"]: row for row in data["peak_hold_sweep"]}
+    assert list(sweep) == [0.0, 600.0]  # sorted, whatever order they were given in
+    assert sweep[600.0]["energy_kwh"] == data["results"]["powerpool"]["energy_kwh"]
+    assert sweep[0.0]["energy_kwh"] < sweep[600.0]["energy_kwh"]  # holding peaks costs energy
+    assert {"unserved_fraction", "reserve_short_s", "share_of_optimal_saving", "beats"} <= set(sweep[0.0])
+    bad = CliRunner().invoke(main, [*base, "--sweep-peak-hold", "0,5x"])
+    assert bad.exit_code == 2 and "'5x' is not a duration" in bad.output and "Traceback" not in bad.output
+
+
 def test_simulate_command_rejects_a_bad_trace(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("nothing useful\n")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from powerpool.model import Host, Pool, PowerState
+from powerpool.model import Host, Pool, PowerState, fmt_duration
 from powerpool.planner import plan
 from powerpool.sim.baselines import baselines
 from powerpool.sim.fleet import COLUMNS
@@ -30,12 +30,30 @@ class Report:
     profile_file: str = ""
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    sweep: dict[float, Result] = field(default_factory=dict)  # powerpool's run per peak_hold
 
     def share(self, name: str) -> float:
         """(always_on - E) / (always_on - optimum): the share of the achievable saving."""
+        return self.share_of(self.results[name])
+
+    def share_of(self, r: Result) -> float:
         on = self.results["always_on"].energy_kwh
         gap = on - self.optimum.energy_kwh
-        return (on - self.results[name].energy_kwh) / gap if gap > 0 else 1.0
+        return (on - r.energy_kwh) / gap if gap > 0 else 1.0
+
+    def beaten(self, r: Result) -> list[str]:
+        """The anchors `r` beats on both counts: less energy at no more unserved demand."""
+        return [
+            name
+            for name, a in self.results.items()
+            if name not in ("powerpool", "always_on")
+            and r.energy_kwh < a.energy_kwh
+            and r.unserved_fraction <= a.unserved_fraction
+        ]
+
+    def leaner(self, anchor: str) -> float | None:
+        """The first swept peak_hold whose run beats `anchor` on both counts, or None."""
+        return next((h for h, r in self.sweep.items() if anchor in self.beaten(r)), None)
 
     def as_json(self) -> dict[str, Any]:
         prof = self.pool.profiles[self.pool.hosts[0].profile]
@@ -65,6 +83,13 @@ class Report:
             "wall_s": round(self.wall_s, 2),
             "notes": self.notes + list(self.trace.notes) + list(self.optimum.notes),
         }
+        if self.sweep:
+            out["peak_hold_sweep"] = [
+                {"peak_hold_s": h, "share_of_optimal_saving": round(self.share_of(r), 4)}
+                | r.as_json()
+                | {"beats": self.beaten(r)}
+                for h, r in self.sweep.items()
+            ]
         for name in ORDER:
             if name == "optimum":
                 out["results"]["optimum"] = {
@@ -140,6 +165,17 @@ def run_report(
             progress=tick,
         )
     return Report(pool, trace, peak_hosts, results, optimum, wall_s=time.perf_counter() - wall)
+
+
+def sweep_peak_hold(
+    report: Report, holds: list[float], progress: Callable[[str, float], None] | None = None
+) -> None:
+    """Run powerpool again at each peak_hold (the safety-vs-saving knob) on the report's
+    trace, so an operator sees the trade on their own load before choosing."""
+    for hold in holds:
+        label = f"hold {fmt_duration(hold)}"
+        tick = (lambda f, n=label: progress(n, f)) if progress else None
+        report.sweep[hold] = simulate(replace(report.pool, peak_hold_s=hold), report.trace, progress=tick)
 
 
 def write_timeline(result: Result, path: Path) -> None:
