@@ -8,6 +8,7 @@ the recent trend (a ramp keeps ramping), and the operator's schedule windows.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Sequence
@@ -70,12 +71,34 @@ def rises_within(
     to a later one at most h seconds after it (0 when there is none).
 
     A burst that took h seconds to build is what a host h seconds from ready must be
-    there for. One pass per horizon: a window minimum kept in a monotonic stack."""
+    there for. Only where readings change matters, so the answer is kept until a new
+    value arrives or an old one leaves the window: most ticks only look it up."""
     lo = len(history)
     while lo > 0 and history[lo - 1][0] >= since:
         lo -= 1
-    ts = [t for t, _ in history[lo:]]
-    vs = [v for _, v in history[lo:]]
+    # A run of equal readings matters only at its ends: its last sample as the start of a
+    # rise (the latest), its first as the end of one (the earliest). The first run in the
+    # window starts rises only, the last one ends them only.
+    ts: list[float] = []
+    vs: list[float] = []
+    end = len(history) - 1
+    for k in range(lo, end + 1):
+        t, v = history[k]
+        if vs and v == vs[-1] and (k == end or history[k + 1][1] == v):
+            continue  # inside a run, or the end of the last one
+        if len(vs) == 1 and v == vs[0]:
+            ts[0] = t  # the first run: keep its latest sample
+            continue
+        ts.append(t)
+        vs.append(v)
+    t0 = ts[0] if ts else 0.0
+    return list(_rises(tuple(t - t0 for t in ts), tuple(vs), tuple(horizons)))
+
+
+@functools.lru_cache(maxsize=256)
+def _rises(ts: tuple[float, ...], vs: tuple[float, ...], horizons: tuple[float, ...]) -> tuple[float, ...]:
+    """rises_within on a compressed history: per horizon, one pass with the window's
+    minimum kept in a monotonic stack."""
     # The largest rise of all bounds every horizon: once one reaches it, the rest do too.
     top, low = 0.0, math.inf
     for v in vs:
@@ -99,7 +122,7 @@ def rises_within(
                     mins.pop()
                 mins.append(j)
         out.append(best)
-    return out
+    return tuple(out)
 
 
 def forecast(

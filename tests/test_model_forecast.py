@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from powerpool.config.types import parse_clock, parse_days, parse_duration
@@ -133,10 +133,11 @@ def test_kept_window_floors_equal_a_fresh_computation_at_every_instant() -> None
 
 
 @given(
-    st.lists(st.tuples(st.integers(1, 90), st.floats(0, 50)), max_size=40),
-    st.integers(-2000, 0),
-    st.lists(st.integers(0, 900), max_size=6),
+    st.lists(st.tuples(st.integers(1, 40), st.integers(0, 6).map(float)), max_size=40),  # runs of equals
+    st.integers(-3000, -2000),
+    st.lists(st.integers(0, 150), max_size=6),
 )
+@settings(max_examples=400)
 def test_rises_within_equals_the_largest_rise_over_every_pair(
     steps: list[tuple[int, float]], since: int, horizons: list[int]
 ) -> None:
@@ -159,3 +160,6 @@ def test_rises_within_sees_a_ramp_that_no_single_step_shows() -> None:
     assert step_up_margin(ramp, -400.0) == 1.0  # what the warm margin reads
     assert rises_within(ramp, -100.0, [600.0]) == [2.0]  # only the window counts
     assert rises_within([(t, 6.0 - v) for t, v in ramp], -400.0, [600.0]) == [0.0]  # a fall
+    # A run of equal readings: its last sample starts a rise, its first one ends a rise.
+    assert rises_within([(-60.0, 1.0), (-30.0, 1.0), (-10.0, 1.0), (0.0, 5.0)], -100.0, [20.0]) == [4.0]
+    assert rises_within([(-60.0, 1.0), (-50.0, 5.0), (-30.0, 5.0), (0.0, 5.0)], -100.0, [20.0]) == [4.0]

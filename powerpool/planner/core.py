@@ -441,9 +441,9 @@ class _ParkRequirements:
             idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
             park_fc = [max(f, idle_peak) for f in fc]
             if len(park_fc) > 2 and hist:
-                rises = rises_within(hist, -pool.peak_hold_s, tab.points)
-                for j in range(2, len(park_fc)):
-                    park_fc[j] = max(park_fc[j], current + rises[j])
+                rises = rises_within(hist, -pool.peak_hold_s, tab.points[2:])
+                for j, rise in enumerate(rises, start=2):
+                    park_fc[j] = max(park_fc[j], current + rise)
             self.req = requirements(pool, tab, park_fc, floors, safe)
         return self.req
 
