@@ -315,3 +315,27 @@ def test_recent_bursts_keep_spares_in_a_lighter_sleep_and_wake_nobody() -> None:
     deep = {f"h{i:02d}": S.UNPOWERED for i in range(7, 10)}
     wakes = [a for a in plan(pool, snapshot(pool, 500.0, deep, history=ramp)).actions if not a.src.warm]
     assert not wakes
+
+
+def test_a_plan_depends_on_its_snapshot_alone_even_when_nothing_was_carried_out() -> None:
+    """The planner keeps its pass over the hosts while the journal hands out the same
+    observations. A dry run plans the same snapshot again (its moves were never carried
+    out), and a host mid-wake is worth less as its deadline passes, observation unchanged."""
+    pool = make_pool(8)
+    states = {"h02": S.OFF, "h03": S.UNPOWERED, "h04": S.SLEEP, "h05": S.DISK_STANDBY}
+    snap = snapshot(pool, 300.0, {**states, "h06": S.HIBERNATE, "h07": S.OFF})
+    first = plan(pool, snap)
+    assert {h for h, d in moves(first).items() if d is S.ACTIVE} == {"h05", "h04"}
+    assert plan(pool, snap) == first  # not "h04 and h05 are already on their way"
+    quiet = snapshot(pool, 100.0)  # all at rest, spares to park
+    assert plan(pool, quiet) == plan(pool, quiet)
+
+    waking = {f"h{i:02d}": S.SLEEP for i in range(3, 6)}
+    waking["h02"] = obs("h02", S.SLEEP, to=S.ACTIVE, started_ago=10.0)
+    pool = make_pool(6)
+    snap = snapshot(pool, 200.0, waking)
+    on_time = plan(pool, snap)
+    assert not [a for a in on_time.actions if a.dst is S.ACTIVE]
+    later = replace(snap, now=snap.now + timedelta(seconds=60.0))  # the same observations
+    woken = [a.host for a in plan(pool, later).actions if a.dst is S.ACTIVE]
+    assert len(woken) == 1 and woken[0] != "h02"  # the wake is overdue now

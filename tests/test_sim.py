@@ -6,6 +6,7 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -251,27 +252,39 @@ def test_the_timeline_has_a_row_at_every_sample_even_when_the_load_repeats() -> 
 
 
 def test_views_kept_between_plans_never_change_a_plan() -> None:
-    """The planner reuses its view of a host at rest while the journal hands out the same
-    observation. Over a day of ticks (wakes, sleeps, scaling) every plan must equal one
-    made from nothing, and a snapshot listing hosts in another order must plan the same."""
+    """The planner reuses its view of a host at rest, and its whole pass over the hosts,
+    while the journal hands out the same observations. Over a day of ticks (wakes, sleeps,
+    scaling) every plan must equal one made from nothing, and a snapshot listing hosts in
+    another order must plan the same."""
     from dataclasses import replace
+    from operator import is_
 
     from powerpool.planner import core, plan
 
     pool = make_pool(12, racks=2, **POOL)
     plans: list[object] = []
     fresh: list[object] = []
+    reused = 0
 
-    def both(p: object, snap: object) -> object:
-        kept = plan(pool, snap)  # type: ignore[arg-type]
-        core._REST.clear()
-        made = plan(pool, snap)  # type: ignore[arg-type]
-        shuffled = replace(snap, hosts=tuple(reversed(snap.hosts)))  # type: ignore[type-var, attr-defined]
-        assert plan(pool, shuffled) == made
+    def both(p: object, snap: Any) -> object:
+        nonlocal reused
+        kept_pass = core._GATHERED.get(pool)
+        reused += kept_pass is not None and all(map(is_, kept_pass[0], snap.hosts))
+        kept = plan(pool, snap)
+        rest, gathered = core._REST.pop(pool, None), core._GATHERED.pop(pool, None)
+        made = plan(pool, snap)
+        assert plan(pool, replace(snap, hosts=tuple(reversed(snap.hosts)))) == made
+        core._REST.pop(pool, None)
+        core._GATHERED.pop(pool, None)
+        if rest is not None:  # put back what the kept plan left, for the next tick
+            core._REST[pool] = rest
+        if gathered is not None:
+            core._GATHERED[pool] = gathered
         plans.append(kept)
         fresh.append(made)
         return kept
 
     result = simulate(pool, wave(days=1.0), both)  # type: ignore[arg-type]
     assert sum(result.transitions.values()) > 20  # the day moved hosts both ways
+    assert reused > len(plans) / 2  # most ticks reused the pass
     assert plans == fresh

@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import zip_longest
+from operator import is_
 
 from powerpool.forecast import forecast, peak_since, rises_within, step_up_margin, window_floors
 from powerpool.model import (
@@ -226,11 +227,39 @@ def _failed_recently(pool: Pool, snap: Snapshot) -> int:
     return sum(1 for r in snap.recent if r.failed and r.at >= since)
 
 
-def plan(pool: Pool, snap: Snapshot) -> Plan:
-    """Decide which hosts to wake and which to move down, with reasons and vetoes."""
-    tab = table(pool)
-    now = snap.now
+@dataclass(slots=True)
+class _Gathered:
+    """What one pass over the hosts tells both phases (read-only once built)."""
+
+    views: list[_View]  # in serving order
+    have_goal: list[float]  # capacity ready within each point, wakes landed
+    have_now: list[float]  # the same, counted pessimistically
+    active: float  # capacity serving at full speed (or about to)
+    warm: list[_View]  # resting warm, in serving order
+    parked: list[_View]  # resting parked, with a deeper state
+    pdu_busy: dict[str, int]
+    unreachable: int
+    missing: list[str]
+    at_rest: bool  # every host free and at rest: nothing here depends on the time
+
+
+_GATHERED: weakref.WeakKeyDictionary[Pool, tuple[tuple[HostObservation, ...], _Gathered]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _gather(pool: Pool, tab: PoolTable, snap: Snapshot) -> _Gathered:
+    """One pass gathers what both phases need: availability, serving capacity, and the
+    warm and parked hosts in serving order.
+
+    When every host is at rest and the journal hands out the very same observations as
+    for the last plan, and that plan moved nothing, the pass would find the same again:
+    it is kept (the views' scratch is only written by moves)."""
     observed = snap.hosts
+    kept = _GATHERED.get(pool)
+    if kept is not None and len(kept[0]) == len(observed) and all(map(is_, kept[0], observed)):
+        return kept[1]
+    now = snap.now
     by_name: dict[str, HostObservation] | None = None  # only when the snapshot's order is not the pool's
     rest = _at_rest(pool)
     views: list[_View] = []
@@ -238,8 +267,6 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     pdu_busy: dict[str, int] = defaultdict(int)
     unreachable = 0
     ok = Health.OK
-    # One pass gathers what both phases need: availability, serving capacity, and the
-    # warm and parked hosts in serving order.
     n_points = len(tab.points)
     goal_diff = [0.0] * (n_points + 1)
     now_diff = [0.0] * (n_points + 1)
@@ -247,6 +274,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     active = 0.0
     warm: list[_View] = []
     parked: list[_View] = []
+    at_rest = True
     n_observed = len(observed)
     for h, pt, pdus, k in tab.hosts:
         o = observed[k] if k < n_observed else None
@@ -273,6 +301,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
             else:
                 v.ready_now = v.ready_goal = ready
         else:
+            at_rest = False
             v = _view(pool, h, pt, pdus, o, now)
             tr = o.transition
             if tr is not None and not _light(state, tr.to):
@@ -295,17 +324,43 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
             elif o.transition is None and state not in WARM and pt.deeper[state]:
                 parked.append(v)
 
+    out = _Gathered(
+        views,
+        _running(goal_diff),
+        _running(now_diff),
+        active,
+        warm,
+        parked,
+        pdu_busy,
+        unreachable,
+        missing,
+        at_rest and not missing,
+    )
+    if out.at_rest:
+        _GATHERED[pool] = (observed, out)
+    else:
+        _GATHERED.pop(pool, None)
+    return out
+
+
+def plan(pool: Pool, snap: Snapshot) -> Plan:
+    """Decide which hosts to wake and which to move down, with reasons and vetoes."""
+    tab = table(pool)
+    now = snap.now
+    g = _gather(pool, tab, snap)
+    views, pdu_busy, missing = g.views, g.pdu_busy, g.missing
+
     minute_ago = now - timedelta(seconds=60)
     recent = [r for r in snap.recent if r.at > minute_ago]
     all_pdus = tab.pdus
     budget = _Budget(
         wakes=pool.wakes_per_minute - sum(1 for r in recent if r.kind == "wake"),
         sleeps=pool.sleeps_per_minute - sum(1 for r in recent if r.kind == "sleep"),
-        pdu_free={p: pool.max_ops_per_pdu - pdu_busy[p] for p in all_pdus},
+        pdu_free={p: pool.max_ops_per_pdu - pdu_busy.get(p, 0) for p in all_pdus},
     )
     p = _Pass(pool, snap, tab, views, budget)
-    p.have_goal, p.have_now = _running(goal_diff), _running(now_diff)
-    p.active, p.warm, p.parked = active, warm, parked
+    p.have_goal, p.have_now = list(g.have_goal), list(g.have_now)
+    p.active, p.warm, p.parked = g.active, g.warm, g.parked
     if missing:
         p.notes.append(f"no observation for {len(missing)} host(s): {', '.join(missing[:5])}")
 
@@ -314,7 +369,7 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     # moment it is met.
     margin = step_up_margin(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
     fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s, pool.peak_hold_s, margin)
-    failures = _failed_recently(pool, snap) + unreachable
+    failures = _failed_recently(pool, snap) + g.unreachable
     tripped = failures >= pool.breaker_failures
     floors = window_floors(pool, now, tab.points)
     req_wake = requirements(pool, tab, fc, floors, safe=tripped)
@@ -343,6 +398,8 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     for ts in tiers:
         if ts.short:
             p.notes.append(f"reserve short: {ts.name} has {ts.available:g} of {ts.required:g}")
+    if p.actions:  # moves wrote into the views' scratch: the next plan gathers afresh
+        _GATHERED.pop(pool, None)
     return Plan(
         actions=tuple(p.actions),
         vetoes=tuple(p.vetoes),
