@@ -240,7 +240,6 @@ class _Gathered:
     pdu_busy: dict[str, int]
     unreachable: int
     missing: list[str]
-    at_rest: bool  # every host free and at rest: nothing here depends on the time
 
 
 _GATHERED: weakref.WeakKeyDictionary[Pool, tuple[tuple[HostObservation, ...], _Gathered]] = (
@@ -334,9 +333,8 @@ def _gather(pool: Pool, tab: PoolTable, snap: Snapshot) -> _Gathered:
         pdu_busy,
         unreachable,
         missing,
-        at_rest and not missing,
     )
-    if out.at_rest:
+    if at_rest and not missing:  # every host free and at rest: nothing here depends on the time
         _GATHERED[pool] = (observed, out)
     else:
         _GATHERED.pop(pool, None)

@@ -173,7 +173,6 @@ def _table(report: Report) -> None:
         if name not in data:
             continue
         r = data[name]
-        heavy = sum(v for k, v in r["transitions"].items() if not _light(k))
         t.add_row(
             name,
             f"{r['energy_kwh']:.1f}",
@@ -182,7 +181,7 @@ def _table(report: Report) -> None:
             f"{r['unserved_fraction']:.4%}",
             f"{r['unserved_s']:.0f}",
             f"{r['reserve_short_s']:.0f}",
-            f"{heavy / len(report.pool.hosts) / days:.1f}",
+            f"{_moves(r['transitions'], report):.1f}",
         )
     out.print(t)
     out.print(
@@ -193,14 +192,12 @@ def _table(report: Report) -> None:
 
 
 def _sweep_table(report: Report) -> None:
-    days = report.trace.duration / 86400
     t = Table(title="the safety-vs-saving knob on this load", box=box.SIMPLE_HEAD)
     t.add_column("peak_hold", no_wrap=True)
     for col in ("kWh", "of opt.", "unserved", "short", "moves"):
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("beats")
     for hold, r in report.sweep.items():
-        heavy = sum(v for k, v in r.transitions.items() if not _light(k))
         mark = " (policy)" if hold == report.pool.peak_hold_s else ""
         t.add_row(
             fmt_duration(hold) + mark,
@@ -208,7 +205,7 @@ def _sweep_table(report: Report) -> None:
             f"{report.share_of(r):.1%}",
             f"{r.unserved_fraction:.4%}",
             f"{r.reserve_short_s / report.trace.duration:.2%}",
-            f"{heavy / len(report.pool.hosts) / days:.1f}",
+            f"{_moves(r.transitions, report):.1f}",
             ", ".join(report.beaten(r)) or "-",
         )
     out.print(t)
@@ -217,6 +214,12 @@ def _sweep_table(report: Report) -> None:
         "share of the time the warm reserve was short; beats: anchors this setting beats on "
         "energy at no more unserved demand."
     )
+
+
+def _moves(transitions: dict[str, int], report: Report) -> float:
+    """Sleeps and wakes per host per day (scaling between active and freq_scaled is free)."""
+    heavy = sum(v for k, v in transitions.items() if not _light(k))
+    return heavy / len(report.pool.hosts) / (report.trace.duration / 86400)
 
 
 def _light(kind: str) -> bool:

@@ -171,8 +171,12 @@ def sweep_peak_hold(
     report: Report, holds: list[float], progress: Callable[[str, float], None] | None = None
 ) -> None:
     """Run powerpool again at each peak_hold (the safety-vs-saving knob) on the report's
-    trace, so an operator sees the trade on their own load before choosing."""
+    trace, so an operator sees the trade on their own load before choosing. The policy's
+    own value is the run the report already holds."""
     for hold in holds:
+        if hold == report.pool.peak_hold_s and "powerpool" in report.results:
+            report.sweep[hold] = report.results["powerpool"]
+            continue
         label = f"hold {fmt_duration(hold)}"
         tick = (lambda f, n=label: progress(n, f)) if progress else None
         report.sweep[hold] = simulate(replace(report.pool, peak_hold_s=hold), report.trace, progress=tick)
