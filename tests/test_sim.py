@@ -197,6 +197,7 @@ def test_simulate_command_writes_json_timeline_and_plot(tmp_path: Path) -> None:
     assert data["pool"]["hosts"] == 16 and data["pool"]["peak_hosts"] == 10
     assert 0 < data["share_of_optimal_saving"] <= 1
     assert data["results"]["optimum"]["energy_kwh"] <= data["results"]["powerpool"]["energy_kwh"]
+    assert data["results"]["optimum"]["gap_kwh"] == 0.0  # exact on a shipped profile
     assert timeline_energy_kwh(tl, data["pool"]["duration_s"]) == pytest.approx(
         data["results"]["powerpool"]["energy_kwh"], rel=5e-3
     )

@@ -94,6 +94,7 @@ class Report:
             if name == "optimum":
                 out["results"]["optimum"] = {
                     "energy_kwh": round(self.optimum.energy_kwh, 4),
+                    "gap_kwh": round(self.optimum.gap_kwh, 4),  # 0: exact, else a bound
                     "unserved_s": 0.0,
                     "unserved_fraction": 0.0,
                     "reserve_short_s": 0.0,
