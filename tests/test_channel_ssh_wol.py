@@ -5,13 +5,16 @@ outlets power the emulated hosts."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from powerpool.channels.escalation import Escalator, HostLinks
-from powerpool.channels.ssh import SshChannel
+from powerpool.channels.ssh import SshChannel, _cached
 from powerpool.channels.wol import WolChannel
 from powerpool.errors import AuthFailed, Refused, TransientChannelError, TransitionTimeout
 from powerpool.lab.host import HostBehaviour, parse_magic
@@ -79,6 +82,46 @@ def test_probes_reuse_one_connection_and_reconnect_after_the_host_went_away(rack
     assert kept == 1
     assert final == after_wake  # the wake's own probe left a connection that is reused
     assert ready.suspends == host.suspend_success
+
+
+def test_connections_send_small_writes_at_once_and_use_an_aead_cipher(rack: Rack) -> None:
+    """Nagle's algorithm would hold each small handshake write for the peer's delayed ACK
+    (about 80 ms of every first contact); the kept connection has it off."""
+
+    async def go(ch: SshChannel):  # type: ignore[no-untyped-def]
+        t = rack.ssh("ok2")
+        await ch.readiness(t)
+        client = ch.connections.take(t)
+        assert client is not None
+        transport = client.get_transport()
+        assert transport is not None
+        nodelay = transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # type: ignore[union-attr]
+        cipher = transport.local_cipher  # type: ignore[attr-defined]
+        ch.connections.give(t, client)
+        return nodelay, cipher
+
+    nodelay, cipher = ssh_run(go)
+    assert nodelay == 1
+    assert cipher == "aes128-gcm@openssh.com"  # AEAD: no pure-Python MAC compare per packet
+
+
+def test_a_key_file_is_parsed_once_by_many_first_contacts_and_again_when_it_changes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pool's first tick opens a connection to every host at once: one parse of its
+    known_hosts, not one per thread (500 entries cost about 300 ms of CPU each)."""
+    path = tmp_path / "known_hosts"
+    path.write_text("one\n")
+    calls: list[str] = []
+
+    def parse(name: str) -> str:
+        calls.append(name)
+        time.sleep(0.05)  # a slow parse: the other threads arrive meanwhile
+        return Path(name).read_text()
+
+    with ThreadPoolExecutor(16) as pool:
+        seen = list(pool.map(lambda _: _cached("test", path, parse), range(32)))
+    assert seen == ["one\n"] * 32 and len(calls) == 1
+    path.write_text("two, longer\n")
+    assert _cached("test", path, parse) == "two, longer\n" and len(calls) == 2
 
 
 def test_changed_host_key_is_refused_fast_and_fatal(rack: Rack) -> None:
