@@ -73,8 +73,7 @@ class LiveFleet:
         h = self.links[host]
         ssh = self.esc.ssh
         if h.ssh is not None:
-            try:
-                await ssh.readiness(h.ssh)
+            try:  # one command shows both that the OS answers and how it runs
                 (governor,) = await ssh.read(h.ssh, GOVERNOR)
                 return F if governor == "powersave" else A
             except TransientChannelError:
