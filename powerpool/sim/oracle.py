@@ -42,12 +42,14 @@ class Optimum:
 
 @dataclass(frozen=True)
 class Line:
-    """A free run of g >= `shortest` seconds spent this way costs `fixed` + `watts` * g."""
+    """A free run of `shortest` <= g <= `longest` seconds spent this way costs `fixed` +
+    `watts` * g."""
 
     fixed: float
     watts: float
     shortest: float
     state: PowerState | None  # None: the host stays warm
+    longest: float = math.inf
 
 
 Price = Callable[[float], tuple[float, PowerState | None]]
@@ -61,14 +63,22 @@ def run_lines(prof: Profile, allowed: frozenset[PowerState], warm_w: float) -> t
         if s in allowed and prof.supports(s):
             t_in, t_out, p, moving = prof.enter_s[s], prof.ready_s[s], prof.power[s], prof.moving_w(s)
             wake.append(Line((moving - p) * (t_in + t_out), p, t_in + t_out, s))
-            tail += [Line((moving - p) * t_in, p, t_in, s), Line(0.0, moving, 0.0, s)]  # or cut off entering
+            tail += [
+                Line((moving - p) * t_in, p, t_in, s),
+                Line(0.0, moving, 0.0, s, t_in),
+            ]  # or cut off entering
     return wake, tail
 
 
 def cheapest(lines: Sequence[Line], g: float, feasible: bool) -> tuple[float, PowerState | None]:
-    """(J, state) of the cheapest line at g; `feasible` skips runs too short for a line."""
+    """(J, state) of the cheapest line at g; `feasible` skips lines g is too short or too
+    long for (the relaxed bound extends every line to all g)."""
     return min(
-        ((ln.fixed + ln.watts * g, ln.state) for ln in lines if not feasible or g >= ln.shortest),
+        (
+            (ln.fixed + ln.watts * g, ln.state)
+            for ln in lines
+            if not feasible or ln.shortest <= g <= ln.longest
+        ),
         key=lambda c: c[0],
     )
 
