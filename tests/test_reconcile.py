@@ -90,3 +90,21 @@ def test_a_verified_outcome_closes_the_intent() -> None:
     assert o.health is Health.OK and o.wakes == 1
     again = c.journal.open.get(host)
     assert again is None or again.src is S.ACTIVE  # verified active; may be slowed as a spare
+
+
+def test_a_governor_switch_is_neither_rate_limited_nor_a_new_wake() -> None:
+    """active <-> freq_scaled has no inrush: it must not use up the wakes or sleeps per
+    minute that real power moves need, nor restart the host's minimum uptime."""
+    pool = make_pool(4)
+    journal = MemoryJournal(pool, NOW - timedelta(hours=2))
+    since = journal.state("h00").since
+    for src, dst in ((S.ACTIVE, S.FREQ_SCALED), (S.FREQ_SCALED, S.ACTIVE)):
+        journal.intent(Action("h00", src, dst, "test"), NOW, 5)
+        journal.outcome("h00", dst, NOW)
+    snap = journal.snapshot(NOW)
+    assert snap.recent == ()
+    assert journal.state("h00").since == since and journal.wakes["h00"] == 0
+    journal.intent(Action("h01", S.ACTIVE, S.SLEEP, "test"), NOW, 60)  # a real move still counts
+    journal.outcome("h01", S.SLEEP, NOW)
+    assert [r.kind for r in journal.snapshot(NOW).recent] == ["sleep"]
+    assert journal.state("h01").since == NOW

@@ -224,7 +224,7 @@ class DurableJournal(MemoryJournal):
             if reached is None:
                 row = replace(o, transition=None, health=Health.FAILED, since=now)
             else:
-                row = HostObservation(host, reached, now, o.health, o.hold, None, self.wakes[host])
+                row = self.reached(o, it, reached, now)
             self._save_host(row)
             result = f"reached {reached.value}" if reached else "FAILED"
             self._audit(now, host, f"outcome {it.src.value}->{it.dst.value}", f"{result}; {detail}", it.who)

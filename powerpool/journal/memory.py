@@ -127,9 +127,11 @@ class MemoryJournal:
         """Mark the host in transition (also for intents read back after a restart)."""
         self.open[it.host] = it
         self._obs[it.host] = replace(self._obs[it.host], transition=Transition(it.dst, it.started))
+        if it.src.warm and it.dst.warm:
+            return  # active <-> freq_scaled: no inrush, so neither rate limited nor a wake
         kind = "wake" if it.dst.depth < it.src.depth else "sleep"
         self.recent.append(RecentAction(it.host, kind, it.started))
-        if kind == "wake" and not it.src.warm:
+        if kind == "wake":
             self.wakes[it.host] += 1
 
     def outcome(self, host: str, reached: PowerState | None, now: datetime, detail: str = "") -> Intent:
@@ -141,8 +143,14 @@ class MemoryJournal:
             self.recent.append(RecentAction(host, kind, now, failed=True))
             self._obs[host] = replace(o, transition=None, health=Health.FAILED, since=now)
         else:
-            self._obs[host] = HostObservation(host, reached, now, o.health, o.hold, None, self.wakes[host])
+            self._obs[host] = self.reached(o, it, reached, now)
         return it
+
+    def reached(self, o: HostObservation, it: Intent, state: PowerState, now: datetime) -> HostObservation:
+        """The host at rest in `state`. Between active and freq_scaled it keeps its
+        `since`: it stayed warm, and minimum uptime counts from the wake, not the un-scale."""
+        since = o.since if it.src.warm and state.warm else now
+        return HostObservation(o.name, state, since, o.health, o.hold, None, self.wakes[o.name])
 
     # -- the planner's input ------------------------------------------------------------
 
