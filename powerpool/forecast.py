@@ -2,8 +2,8 @@
 
 A slow state is only safe to use if the pool can see demand coming for as long as that
 state takes to wake. Three cheap signals cover what a controller can know without a
-model: the recent peak (a burst that just happened may come back within the horizon),
-the recent trend (a ramp keeps ramping), and the operator's schedule windows.
+model: how much the load has been swinging (the next swing is likely as large), the
+recent trend (a ramp keeps ramping), and the operator's schedule windows.
 """
 
 from __future__ import annotations
@@ -48,20 +48,42 @@ def trend_per_s(history: Sequence[tuple[float, float]], since: float) -> float:
     return (n * stv - st * sv) / den
 
 
-def step_up_margin(history: Sequence[tuple[float, float]], since: float) -> float:
-    """The rise between consecutive samples at or after `since` that the pool should
-    expect again: the second largest, so that one outlier does not set the margin (the
-    largest when there is only one; 0 when there is none)."""
-    first = second = 0.0
-    later: float | None = None
-    for t, v in reversed(history):
-        if t < since:
-            break
-        if later is not None and later - v > second:
-            rise = later - v
-            first, second = (rise, first) if rise > first else (first, rise)
-        later = v
-    return second if second > 0 else first
+MARGIN_SIGMAS = 1.0  # how many standard deviations of the recent swing are kept warm
+
+
+def swing(history: Sequence[tuple[float, float]], since: float, now: float = 0.0) -> float:
+    """Standard deviation of the load over [since, now], each sample weighted by how long
+    it held (the last one until `now`; the one before `since` from `since` on).
+
+    Weighting by time keeps the figure the same whatever the sampling rate, and whether
+    a run of equal readings was kept as two samples or as every one of them."""
+    n = len(history)
+    i = n
+    while i > 0 and history[i - 1][0] > since:
+        i -= 1
+    total = s1 = s2 = 0.0
+    for j in range(max(0, i - 1), n):
+        a = history[j][0] if history[j][0] > since else since
+        b = history[j + 1][0] if j + 1 < n else now
+        if b > a:
+            w, v = b - a, history[j][1]
+            total += w
+            s1 += w * v
+            s2 += w * v * v
+    if total <= 0.0:
+        return 0.0
+    mean = s1 / total
+    return math.sqrt(max(0.0, s2 / total - mean * mean))
+
+
+def swing_margin(history: Sequence[tuple[float, float]], since: float) -> float:
+    """The warm margin above the current load: MARGIN_SIGMAS x the swing since `since`.
+
+    Noisy load needs room for its next swing, calm load hardly any. A recent peak
+    raises the swing for as long as it stays in the window, so a burst that just
+    happened is still provisioned for, without holding the peak itself: on noisy
+    load that would keep the top of every swing warm."""
+    return MARGIN_SIGMAS * swing(history, since)
 
 
 def rises_within(
@@ -131,29 +153,17 @@ def forecast(
     current: float,
     horizons: Sequence[float],
     trend_window_s: float,
-    hold_s: float = 0.0,
-    step_up: float = 0.0,
+    margin: float = 0.0,
 ) -> list[float]:
     """Demand to provision for at each horizon (seconds ahead, ascending).
 
-    F(h) = max(peak over the last max(h, hold_s) seconds, current + the step-up margin
-    seen within the last hold_s, current + rising trend x h), so it never decreases with h:
-    a host that takes h to wake is provisioned for the worst of what recent history says
-    the next h seconds may bring. `hold_s` is the operator's safety knob: how long a recent
-    peak, or a recent jump, is assumed to come back; `step_up` is that jump, from
-    `step_up_margin` (the caller computes it once and uses it for sleeps too).
+    F(h) = current + max(margin, rising trend x h): the current load, plus room for the
+    swing recent history shows (`margin`, from `swing_margin`, which the caller computes
+    once and uses for sleeps too) or for a ramp that keeps ramping for h, whichever is
+    larger. It never decreases with h.
     """
     slope = max(0.0, trend_per_s(history, now - trend_window_s))
-    out: list[float] = []
-    best = current + step_up
-    i = len(history)
-    for h in horizons:  # ascending, so the peak-hold window only ever widens
-        while i > 0 and history[i - 1][0] >= now - max(h, hold_s):
-            i -= 1
-            if history[i][1] > best:
-                best = history[i][1]
-        out.append(max(best, current + slope * h))
-    return out
+    return [current + max(margin, slope * h) for h in horizons]
 
 
 def _in_window(w: Window, local: datetime) -> bool:

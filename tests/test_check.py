@@ -87,7 +87,7 @@ CASES = [
     ),
     (
         "policies/web.toml",
-        'idle_before_sleep = "2m"',
+        'idle_before_sleep = "1m"',
         'idle_before_sleep = "ten minutes"',
         "hysteresis.idle_before_sleep",
         "duration",

@@ -14,7 +14,8 @@ from powerpool.forecast import (
     forecast,
     peak_since,
     rises_within,
-    step_up_margin,
+    swing,
+    swing_margin,
     trend_per_s,
     window_floor,
     window_floors,
@@ -54,18 +55,64 @@ def test_serving_power_is_linear_in_utilisation() -> None:
     assert p.watts(S.SLEEP) == 12.0
 
 
-def test_forecast_holds_the_recent_peak_and_follows_a_rising_trend() -> None:
+def test_forecast_keeps_room_for_the_swing_and_follows_a_rising_trend() -> None:
     hist = [(-300.0, 2.0), (-200.0, 5.0), (-100.0, 2.0), (-10.0, 2.0)]
     assert peak_since(hist, -150.0) == 2.0
     assert peak_since(hist, -250.0) == 5.0
-    f = forecast(hist, 0.0, 2.0, [0.0, 60.0, 250.0], trend_window_s=50.0)
-    assert f == [2.0, 2.0, 5.0]  # the 5.0 burst 200 s ago is held for horizons >= 200 s
+    f = forecast(hist, 0.0, 2.0, [0.0, 60.0, 250.0], trend_window_s=50.0, margin=1.5)
+    assert f == [3.5, 3.5, 3.5]  # current + the swing margin at every horizon; no trend
     ramp = [(-600.0 + 60 * k, 1.0 + 0.1 * k) for k in range(10)]
     assert trend_per_s(ramp, -600.0) == pytest.approx(0.1 / 60)
-    g = forecast(ramp, 0.0, 1.9, [0.0, 600.0], trend_window_s=600.0)
-    assert g[0] == pytest.approx(1.9) and g[1] == pytest.approx(1.9 + 0.1 / 60 * 600)
+    g = forecast(ramp, 0.0, 1.9, [0.0, 600.0], trend_window_s=600.0, margin=0.5)
+    assert g[0] == pytest.approx(2.4) and g[1] == pytest.approx(1.9 + 0.1 / 60 * 600)  # the trend wins at 10m
     falling = [(-600.0 + 60 * k, 2.0 - 0.1 * k) for k in range(10)]
-    assert forecast(falling, 0.0, 1.1, [600.0], 600.0) == [2.0]  # peak-hold, no negative trend
+    assert forecast(falling, 0.0, 1.1, [600.0], 600.0) == [1.1]  # no negative trend, no margin asked
+
+
+def test_swing_weights_each_reading_by_how_long_it_held() -> None:
+    # 2.0 for 100 s, then 4.0 for 100 s (until now): mean 3, standard deviation 1
+    assert swing([(-200.0, 2.0), (-100.0, 4.0)], -200.0) == pytest.approx(1.0)
+    # a run of equal readings kept as two samples or as five weighs the same
+    every = [(-200.0, 2.0), (-175.0, 2.0), (-150.0, 2.0), (-125.0, 2.0), (-100.0, 4.0)]
+    assert swing(every, -200.0) == pytest.approx(1.0)
+    # the reading before the window holds from the window's start; older ones do not count
+    assert swing([(-900.0, 50.0), (-300.0, 2.0), (-100.0, 4.0)], -200.0) == pytest.approx(1.0)
+    assert swing([(-300.0, 3.0)], -200.0) == 0.0  # one value all along: calm
+    assert swing([], -200.0) == 0.0
+    # a burst raises the margin while it is inside the window, and only then
+    calm = [(-600.0 + 30 * k, 10.0) for k in range(20)]
+    burst = [*calm[:-4], (-120.0, 16.0), *calm[-3:]]
+    assert swing_margin(calm, -600.0) == 0.0
+    assert swing_margin(burst, -600.0) > 1.0
+    assert swing_margin(burst, -60.0) == 0.0
+
+
+@given(
+    st.lists(st.tuples(st.integers(1, 60), st.integers(0, 20).map(float)), min_size=1, max_size=30),
+    st.integers(-900, -1),
+)
+@settings(max_examples=300)
+def test_swing_equals_the_deviation_of_the_load_second_by_second(
+    steps: list[tuple[int, float]], since: int
+) -> None:
+    """Against the definition: the load as a step function, read once per second."""
+    t, history = -1000.0, []
+    for dt, v in steps:
+        t += dt
+        history.append((t, v))
+    if history[-1][0] > 0:
+        return
+    seconds = []
+    for x in range(since, 0):
+        before = [v for tt, v in history if tt <= x]
+        if before:
+            seconds.append(before[-1])
+    if not seconds:
+        assert swing(history, float(since)) == 0.0
+        return
+    mean = sum(seconds) / len(seconds)
+    sd = (sum((v - mean) ** 2 for v in seconds) / len(seconds)) ** 0.5
+    assert swing(history, float(since)) == pytest.approx(sd, abs=1e-6)
 
 
 def test_windows_cross_midnight_and_are_seen_a_horizon_early() -> None:
@@ -96,16 +143,6 @@ def test_human_durations_days_and_clock_times() -> None:
     with pytest.raises(ValueError):
         parse_clock("25:00")
     assert fmt_duration(600) == "10m" and fmt_duration(90) == "90s" and fmt_duration(7200) == "2h"
-
-
-def test_step_up_margin_ignores_one_outlier() -> None:
-    calm = [(-300.0, 5.0), (-240.0, 6.0), (-180.0, 5.5), (-120.0, 6.5), (-60.0, 6.0)]
-    assert step_up_margin(calm, -400.0) == pytest.approx(1.0)  # rises 1.0 and 1.0
-    spiky = [*calm, (-30.0, 16.0), (-10.0, 6.0)]  # one 10-host spike
-    assert step_up_margin(spiky, -400.0) == pytest.approx(1.0)  # the outlier does not set it
-    assert step_up_margin([(-60.0, 1.0), (-10.0, 4.0)], -400.0) == pytest.approx(3.0)  # only one
-    assert step_up_margin([(-60.0, 4.0), (-10.0, 1.0)], -400.0) == 0.0  # no rise at all
-    assert step_up_margin(spiky, -20.0) == 0.0  # outside the window
 
 
 def test_kept_window_floors_equal_a_fresh_computation_at_every_instant() -> None:
@@ -157,7 +194,6 @@ def test_rises_within_equals_the_largest_rise_over_every_pair(
 def test_rises_within_sees_a_ramp_that_no_single_step_shows() -> None:
     ramp = [(-150.0, 1.0), (-120.0, 2.0), (-90.0, 3.0), (-60.0, 4.0), (-30.0, 5.0)]
     assert rises_within(ramp, -400.0, [0.0, 30.0, 60.0, 120.0, 600.0]) == [0.0, 1.0, 2.0, 4.0, 4.0]
-    assert step_up_margin(ramp, -400.0) == 1.0  # what the warm margin reads
     assert rises_within(ramp, -100.0, [600.0]) == [2.0]  # only the window counts
     assert rises_within([(t, 6.0 - v) for t, v in ramp], -400.0, [600.0]) == [0.0]  # a fall
     # A run of equal readings: its last sample starts a rise, its first one ends a rise.

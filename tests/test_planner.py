@@ -140,6 +140,23 @@ def test_idle_before_sleep_and_min_uptime_are_vetoes_with_reasons() -> None:
     assert all(a.dst.warm for a in p.actions)
 
 
+def test_min_uptime_counts_from_the_wake_in_either_warm_state() -> None:
+    """A host woken 5 minutes ago may not sleep whether it now runs scaled down or not;
+    one up for hours may, and identical hosts leave the young one serving instead."""
+    pool = make_pool(4, idle_before_sleep_s=60.0, min_uptime_s=900.0, tiers=())
+    young = {"h03": obs("h03", S.FREQ_SCALED, ago=300.0)}  # woken 5 min ago, scaled since
+    # Of the three spares, the two most surplus have been idle long enough to sleep, the
+    # third for only 30 s. Those two slots must go to hosts a sleep may take: the young
+    # one serves instead (identical hosts), else it would waste a slot on a veto.
+    hist = ((3000.0, 100.0), (600.0, 200.0), (30.0, 100.0))
+    p = plan(pool, snapshot(pool, 100.0, young, history=hist))
+    assert {h for h, d in moves(p).items() if not d.warm} == {"h01", "h02"}
+    alone = {f"h{i:02d}": obs(f"h{i:02d}", S.FREQ_SCALED, ago=300.0) for i in range(4)}
+    p = plan(pool, snapshot(pool, 100.0, alone))  # every host young: nothing may sleep
+    assert not [a for a in p.actions if not a.dst.warm]
+    assert any(v.rule == "min-uptime" and v.src is S.FREQ_SCALED for v in p.vetoes)
+
+
 def test_min_dwell_holds_a_parked_host_in_its_state() -> None:
     pool = make_pool(4, min_dwell_s={S.DISK_STANDBY: 600.0})
     states = {"h03": obs("h03", S.DISK_STANDBY, ago=100.0)}
@@ -273,7 +290,7 @@ def test_missing_observations_are_noted_not_guessed() -> None:
 
 
 def test_peak_hold_is_the_safety_knob() -> None:
-    """A recent peak (and a recent step-up) is provisioned for peak_hold."""
+    """The load's swing within peak_hold is provisioned for; without it, only the load."""
     hist = ((240.0, 500.0), (180.0, 200.0), (120.0, 200.0), (10.0, 200.0))
     states = {f"h{i:02d}": S.SLEEP for i in range(3, 10)}
     relaxed = make_pool(10, peak_hold_s=0.0)
@@ -281,14 +298,18 @@ def test_peak_hold_is_the_safety_knob() -> None:
         a for a in plan(relaxed, snapshot(relaxed, 200.0, states, history=hist)).actions if a.dst is S.ACTIVE
     ]
     careful = make_pool(10, peak_hold_s=300.0)
-    woken = [
-        a for a in plan(careful, snapshot(careful, 200.0, states, history=hist)).actions if a.dst is S.ACTIVE
-    ]
-    assert len(woken) == 3  # the 5-host peak 4 minutes ago, plus the warm spare: 6 warm
-    jumpy = ((250.0, 100.0), (200.0, 300.0), (100.0, 200.0), (10.0, 200.0))  # a +2 step-up
+    p = plan(careful, snapshot(careful, 200.0, states, history=hist))
+    # 5 hosts for 60 s, then 2 for 180 s: mean 2.75, standard deviation 1.3 -> demand
+    # 2 + 1.3 needs 4 hosts, + the warm spare = 5 warm; 3 are, so 2 are woken
+    assert p.tiers[0].required == 5
+    assert len([a for a in p.actions if a.dst is S.ACTIVE]) == 2
+    calm = ((250.0, 200.0), (100.0, 200.0), (10.0, 200.0))
+    calm_p = plan(careful, snapshot(careful, 200.0, states, history=calm))
+    assert calm_p.needed == 2 and calm_p.tiers[0].required == 3  # no swing: needed + the warm spare
+    jumpy = ((250.0, 100.0), (200.0, 300.0), (100.0, 200.0), (10.0, 200.0))
     careful_p = plan(careful, snapshot(careful, 200.0, states, history=jumpy))
     assert careful_p.needed == 2  # what the demand needs now ...
-    assert careful_p.tiers[0].required == 5  # ... + a 2-host step-up margin + the warm spare
+    assert careful_p.tiers[0].required == 4  # ... + a swing of 0.75 hosts (one more) + the warm spare
 
 
 def test_domain_guard_does_not_freeze_parking_when_no_domain_loss_is_coverable() -> None:
@@ -300,19 +321,21 @@ def test_domain_guard_does_not_freeze_parking_when_no_domain_loss_is_coverable()
 
 
 def test_recent_bursts_keep_spares_in_a_lighter_sleep_and_wake_nobody() -> None:
-    """A 4-host ramp over two minutes, each step only +1: the warm margin reads the step,
-    but parking keeps room for the whole ramp within the slower rungs' horizons."""
+    """A 4-host ramp over two minutes, each step only +1: the warm margin reads the swing
+    (one host more), but parking keeps room for the whole ramp within the slower rungs'
+    horizons."""
     pool = make_pool(10, peak_hold_s=600.0, trend_window_s=0.0, idle_before_sleep_s=60.0)
     ramp = ((590.0, 100.0), (150.0, 100.0), (120.0, 200.0), (90.0, 300.0), (60.0, 400.0), (30.0, 500.0))
     flat = ((590.0, 500.0), (30.0, 500.0))  # idle long enough, in both, to earn unpowered
     p = plan(pool, snapshot(pool, 500.0, history=ramp))
-    assert p.tiers[0].required == 7  # 5 needed + a 1-host step-up + the warm spare
+    # 1 host for 470 s, then 2, 3, 4, 5 for 30 s each: a swing of 1.1 -> 7 needed + the warm spare
+    assert p.tiers[0].required == 8
     parked = {h: d for h, d in moves(p).items() if not d.warm}
-    assert len(parked) == 3 and set(parked.values()) <= {S.DISK_STANDBY, S.SLEEP}
+    assert len(parked) == 2 and set(parked.values()) <= {S.DISK_STANDBY, S.SLEEP}
     calm = plan(pool, snapshot(pool, 500.0, history=flat))
     assert S.UNPOWERED in moves(calm).values()  # without the ramp they go all the way down
     # Spares already deep are not woken for it: only parking looks at bursts.
-    deep = {f"h{i:02d}": S.UNPOWERED for i in range(7, 10)}
+    deep = {f"h{i:02d}": S.UNPOWERED for i in range(8, 10)}  # the 8 warm the margin asks for stay
     wakes = [a for a in plan(pool, snapshot(pool, 500.0, deep, history=ramp)).actions if not a.src.warm]
     assert not wakes
 

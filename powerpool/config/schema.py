@@ -204,7 +204,7 @@ class ForecastSpec(BaseModel):
     """How far ahead the pool provisions: the safety-vs-saving knob."""
 
     model_config = STRICT
-    peak_hold: Duration = 600.0  # a recent peak, and recent jumps, come back for this long
+    peak_hold: Duration = 600.0  # how far back the load's swing is measured (the safety knob)
     trend_window: Duration = 600.0  # a rising trend over this window is extrapolated
 
 

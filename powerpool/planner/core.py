@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from itertools import zip_longest
 from operator import is_
 
-from powerpool.forecast import forecast, peak_since, rises_within, step_up_margin, window_floors
+from powerpool.forecast import forecast, peak_since, rises_within, swing_margin, window_floors
 from powerpool.model import (
     WARM_STATES as WARM,
 )
@@ -365,8 +365,8 @@ def plan(pool: Pool, snap: Snapshot) -> Plan:
     stale, current, hist = _demand(pool, snap)
     # Wakes and sleeps share one margin, so a host woken for it never looks idle the
     # moment it is met.
-    margin = step_up_margin(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
-    fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s, pool.peak_hold_s, margin)
+    margin = swing_margin(hist, -pool.peak_hold_s) if pool.peak_hold_s > 0 else 0.0
+    fc = forecast(hist, 0.0, current, tab.points, pool.trend_window_s, margin)
     failures = _failed_recently(pool, snap) + g.unreachable
     tripped = failures >= pool.breaker_failures
     floors = window_floors(pool, now, tab.points)
@@ -522,6 +522,8 @@ def _park(
     warm = p.warm
     if woken:
         warm = [v for v in warm if v.host.name in woken] + [v for v in warm if v.host.name not in woken]
+    elif len(warm) > serving and pool.min_uptime_s > 0:
+        warm = _young_serve_first(warm, now, pool.min_uptime_s)
     kept = 0.0
     spares: list[_View] = []
     for v in warm:
@@ -555,7 +557,7 @@ def _park(
             continue
         if hist and idle_for is None:
             idle_for = _idle_by_rank(pool, hist, len(warm), margin)
-        up = _age(now, v.obs.since) if v.state is A or not idle_for else 0.0  # only these read it
+        up = _age(now, v.obs.since)  # warm since its last wake (un-scaling does not reset it)
         idle = idle_for(rank) if idle_for else up  # no history: assume steady since it got here
         targets = [s for s in v.tab.park_targets if v.tab.break_even[s] <= idle]
         if v.blocked:
@@ -566,13 +568,23 @@ def _park(
             why = f"spare for {_d(idle)} of {_d(pool.idle_before_sleep_s)}"
             p.veto(v, targets[0], "idle-before-sleep", why)
             targets = []
-        elif targets and v.state is A and up < pool.min_uptime_s:
+        elif targets and up < pool.min_uptime_s:
             p.veto(v, targets[0], "min-uptime", f"up {_d(up)} of {_d(pool.min_uptime_s)}")
             targets = []
         if v.state is A and F in v.tab.ready:
             targets.append(F)  # a spare that may not sleep yet can still slow down
         _try(p, v, targets, have, req, domains, frozen, ("spare for", idle))
     return have
+
+
+def _young_serve_first(warm: list[_View], now: datetime, min_uptime_s: float) -> list[_View]:
+    """Serving order with hosts still inside their minimum uptime ahead of equally
+    efficient ones that are not: identical hosts serve alike, so the ones left spare
+    should be those a sleep may take."""
+    young = [v for v in warm if _age(now, v.obs.since) < min_uptime_s]
+    if not young or len(young) == len(warm):
+        return warm
+    return sorted(warm, key=lambda v: (v.tab.efficiency, _age(now, v.obs.since) >= min_uptime_s))
 
 
 def _try(
