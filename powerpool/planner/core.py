@@ -581,10 +581,11 @@ def _young_serve_first(warm: list[_View], now: datetime, min_uptime_s: float) ->
     """Serving order with hosts still inside their minimum uptime ahead of equally
     efficient ones that are not: identical hosts serve alike, so the ones left spare
     should be those a sleep may take."""
-    young = [v for v in warm if _age(now, v.obs.since) < min_uptime_s]
-    if not young or len(young) == len(warm):
+    done = [_age(now, v.obs.since) >= min_uptime_s for v in warm]
+    if all(done) or not any(done):
         return warm
-    return sorted(warm, key=lambda v: (v.tab.efficiency, _age(now, v.obs.since) >= min_uptime_s))
+    order = sorted(range(len(warm)), key=lambda i: (warm[i].tab.efficiency, done[i]))
+    return [warm[i] for i in order]
 
 
 def _try(
