@@ -129,16 +129,19 @@ def rows(rack: LabRack) -> list[dict[str, Any]]:
 
 def qualify_parked(
     rack: LabRack, state: str | None, *args: str, dead: bool = False
-) -> tuple[str, subprocess.CompletedProcess[str]]:
-    """Qualify a parked host (in `state`, if given); the controller may start moving the
-    chosen one (e.g. deeper) just before, which is refused: then choose again."""
+) -> tuple[str, subprocess.CompletedProcess[str], int]:
+    """Qualify a parked host (in `state`, if given), with the journal's row count just
+    before the qualify began (the park that settled it is not the qualify's). The controller
+    may start moving the chosen one (e.g. deeper) just before, which is refused: then
+    choose again."""
     for _ in range(20):
         down = parked(rack, 3)
         host = next(h for h, s in down.items() if state in (None, s))
         rack.emulated[host].behaviour.never_boots = dead
+        before = len(rows(rack))
         r = powerpool("qualify", host, *args, *files(rack), timeout=120)
         if "one transition at a time" not in r.stderr:
-            return host, r
+            return host, r, before
         rack.emulated[host].behaviour.never_boots = False
         time.sleep(0.5)
     raise AssertionError("every parked host was moving whenever qualify was asked")
@@ -147,8 +150,7 @@ def qualify_parked(
 def test_qualify_enrols_a_parked_host_with_measured_latencies(service: Any, rack: LabRack) -> None:
     _, load = service
     load.value = 40.0
-    before = len(rows(rack))
-    host, r = qualify_parked(rack, "sleep", "--to", "sleep", "--json")
+    host, r, before = qualify_parked(rack, "sleep", "--to", "sleep", "--json")
     assert r.returncode == 0, r.stderr
     view = json.loads(r.stdout)
     assert view["passed"] and view["enrolled"]
@@ -168,7 +170,7 @@ def test_qualify_enrols_a_parked_host_with_measured_latencies(service: Any, rack
 
 
 def test_a_host_that_fails_qualification_is_not_enrolled(service: Any, rack: LabRack) -> None:
-    host, r = qualify_parked(rack, None, dead=True)
+    host, r, _ = qualify_parked(rack, None, dead=True)
     assert r.returncode == 1
     assert f"{host} is NOT enrolled" in r.stderr and "Traceback" not in r.stderr
     row = status(rack)[host]
