@@ -228,7 +228,7 @@ percent = 25
 allowed = ["active", "sleep", "off", "unpowered"]
 
 [hysteresis]
-idle_before_sleep = {s(120)}
+idle_before_sleep = {s(300)}
 min_uptime_after_wake = {s(300)}
 
 [hysteresis.min_dwell]
