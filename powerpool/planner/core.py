@@ -474,7 +474,7 @@ class _ParkRequirements:
     stays the forecast's.
     """
 
-    __slots__ = ("args", "req")
+    __slots__ = ("args", "base", "park_fc", "req")
 
     def __init__(
         self,
@@ -488,19 +488,43 @@ class _ParkRequirements:
         safe: bool,
     ) -> None:
         self.args = (pool, tab, hist, current, fc, margin, floors, safe)
+        self.base: list[int] | None = None
+        self.park_fc: list[float] = []
         self.req: list[int] | None = None
 
-    def __call__(self) -> list[int]:
-        if self.req is None:
-            pool, tab, hist, current, fc, margin, floors, safe = self.args
+    def _base(self) -> list[int]:
+        """R(h) without the rises: a lower bound everywhere, and exact at the warm floor
+        (which reads point 1, where no rise applies) unless the breaker lifts it."""
+        if self.base is None:
+            pool, tab, hist, _, fc, margin, floors, safe = self.args
             idle_peak = peak_since(hist, -pool.idle_before_sleep_s) + margin
-            park_fc = [max(f, idle_peak) for f in fc]
+            self.park_fc = [max(f, idle_peak) for f in fc]
+            self.base = requirements(pool, tab, self.park_fc, floors, safe)
+        return self.base
+
+    def _full(self) -> list[int]:
+        if self.req is None:
+            pool, tab, hist, current, _, _, floors, safe = self.args
+            self._base()
+            park_fc = list(self.park_fc)
             if len(park_fc) > 2 and hist:
                 rises = rises_within(hist, -pool.peak_hold_s, tab.points[2:])
                 for j, rise in enumerate(rises, start=2):
                     park_fc[j] = max(park_fc[j], current + rise)
             self.req = requirements(pool, tab, park_fc, floors, safe)
         return self.req
+
+    def first_short(self, have: list[float], cap: float, lo: int, hi: int) -> int | None:
+        """The first point in [lo, hi) that moving `cap` away would leave short, or None.
+
+        Most refusals are at the warm floor or the next point: the lower bound finds
+        them without the rises (the dearest part), whose answer cannot come earlier."""
+        base = self._base()
+        first = next((i for i in range(lo, hi) if have[i] - cap < base[i] - EPS), None)
+        if first is not None and (first == lo or (first == 1 and not self.args[-1])):
+            return first  # every point before it is exact in `base`, and met
+        req = self._full()
+        return next((i for i in range(lo, hi) if have[i] - cap < req[i] - EPS), None)
 
 
 def _park(
@@ -625,11 +649,13 @@ def _try(
         # Availability only falls while parking: a span refused for some capacity stays
         # refused for any host at least that large.
         seen = spans.get((lo, hi))
-        if seen is not None and v.cap >= seen[0]:
-            short: int | None = seen[1]
+        short: int | None = None
+        if hi <= lo:
+            pass  # as ready as now (a governor switch): nothing to keep
+        elif seen is not None and v.cap >= seen[0]:
+            short = seen[1]
         else:
-            req = req_park()
-            short = next((i for i in range(lo, hi) if have[i] - v.cap < req[i] - EPS), None)
+            short = req_park.first_short(have, v.cap, lo, hi)
             if short is not None:
                 spans[(lo, hi)] = (v.cap, short)
         if short is not None:
