@@ -505,7 +505,7 @@ class _ParkRequirements:
     def _full(self) -> list[int]:
         if self.req is None:
             pool, tab, hist, current, _, _, floors, safe = self.args
-            self._base()
+            self._base()  # sets park_fc: the lifted forecast both share, before the rises
             park_fc = list(self.park_fc)
             if len(park_fc) > 2 and hist:
                 rises = rises_within(hist, -pool.peak_hold_s, tab.points[2:])
@@ -519,9 +519,10 @@ class _ParkRequirements:
 
         Most refusals are at the warm floor or the next point: the lower bound finds
         them without the rises (the dearest part), whose answer cannot come earlier."""
+        *_, safe = self.args
         base = self._base()
         first = next((i for i in range(lo, hi) if have[i] - cap < base[i] - EPS), None)
-        if first is not None and (first == lo or (first == 1 and not self.args[-1])):
+        if first is not None and (first == lo or (first == 1 and not safe)):
             return first  # every point before it is exact in `base`, and met
         req = self._full()
         return next((i for i in range(lo, hi) if have[i] - cap < req[i] - EPS), None)
