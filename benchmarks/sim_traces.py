@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from powerpool.config import discover, load_all
+from powerpool.sim.oracle import layered_optimum
 from powerpool.sim.report import (
     Report,
     run_report,
@@ -59,14 +60,19 @@ def _frontier(report: Report, anchor: str, busier: dict[float, Result]) -> str |
     if hold is not None:
         r = report.sweep[hold]
         return f"peak_hold {hold:g}s ({r.energy_kwh:.0f} kWh, unserved {r.unserved_fraction:.4%})"
+    trace = report.trace
     for u in (u for u in BUSIER if u > report.pool.target_utilisation):
+        pool = replace(report.pool, peak_hold_s=0.0, target_utilisation=u)
         if u not in busier:
-            busier[u] = simulate(replace(report.pool, peak_hold_s=0.0, target_utilisation=u), report.trace)
+            busier[u] = simulate(pool, trace)
         r = busier[u]
         if anchor in report.beaten(r):
+            # A busier target is a smaller reserve, with an optimum of its own (lower).
+            demand = [v / pool.capacity_per_host for v in trace.load]
+            opt = layered_optimum(pool, trace.t, demand, trace.t[-1] + trace.step).energy_kwh
             return (
-                f"peak_hold 0s and target_utilisation {u:g} ({r.energy_kwh:.0f} kWh, "
-                f"unserved {r.unserved_fraction:.4%})"
+                f"peak_hold 0s and target_utilisation {u:g} ({r.energy_kwh:.0f} kWh, its own "
+                f"optimum {opt:.0f}; unserved {r.unserved_fraction:.4%})"
             )
     return None
 
