@@ -196,8 +196,17 @@ def test_simulate_command_writes_json_timeline_and_plot(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert set(data["results"]) == {"powerpool", "always_on", "optimum", "slurm", "dpm", "ovirt", "watcher"}
+    days, n = data["pool"]["duration_s"] / 86400, data["pool"]["hosts"]
     for r in data["results"].values():
         assert {"energy_kwh", "unserved_s", "unserved_fraction", "reserve_short_s", "transitions"} <= set(r)
+        # moves: sleeps and wakes per host-day, the governor switches left out
+        heavy = sum(
+            c for k, c in r["transitions"].items() if "active->freq_scaled" != k != "freq_scaled->active"
+        )
+        assert r["moves_per_host_day"] == pytest.approx(heavy / n / days, abs=1e-3)
+    ours = data["results"]["powerpool"]
+    assert ours["transitions"].get("active->freq_scaled", 0) > 0  # so the two counts differ here
+    assert ours["moves_per_host_day"] < ours["transitions_per_host_day"]
     assert data["pool"]["hosts"] == 16 and data["pool"]["peak_hosts"] == 10
     assert 0 < data["share_of_optimal_saving"] <= 1
     assert data["results"]["optimum"]["energy_kwh"] <= data["results"]["powerpool"]["energy_kwh"]

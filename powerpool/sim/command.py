@@ -181,7 +181,7 @@ def _table(report: Report) -> None:
             f"{r['unserved_fraction']:.4%}",
             f"{r['unserved_s']:.0f}",
             f"{r['reserve_short_s']:.0f}",
-            f"{_moves(r['transitions'], report):.1f}",
+            f"{r['moves_per_host_day']:.1f}",
         )
     out.print(t)
     out.print(
@@ -205,7 +205,7 @@ def _sweep_table(report: Report) -> None:
             f"{report.share_of(r):.1%}",
             f"{r.unserved_fraction:.4%}",
             f"{r.reserve_short_s / report.trace.duration:.2%}",
-            f"{_moves(r.transitions, report):.1f}",
+            f"{r.moves_per_host_day:.1f}",
             ", ".join(report.beaten(r)) or "-",
         )
     out.print(t)
@@ -214,14 +214,3 @@ def _sweep_table(report: Report) -> None:
         "share of the time the warm reserve was short; beats: anchors this setting beats on "
         "energy at no more unserved demand."
     )
-
-
-def _moves(transitions: dict[str, int], report: Report) -> float:
-    """Sleeps and wakes per host per day (scaling between active and freq_scaled is free)."""
-    heavy = sum(v for k, v in transitions.items() if not _light(k))
-    return heavy / len(report.pool.hosts) / (report.trace.duration / 86400)
-
-
-def _light(kind: str) -> bool:
-    src, _, dst = kind.partition("->")
-    return {src, dst} <= {"active", "freq_scaled"}

@@ -39,8 +39,16 @@ class Result:
 
     @property
     def transitions_per_host_day(self) -> float:
+        """Every transition, governor switches (active <-> freq_scaled) included."""
+        return self._per_host_day(sum(self.transitions.values()))
+
+    @property
+    def moves_per_host_day(self) -> float:
+        return moves_per_host_day(self.transitions, self.hosts, self.duration_s)
+
+    def _per_host_day(self, count: int) -> float:
         days = self.duration_s / 86400.0
-        return sum(self.transitions.values()) / self.hosts / days if days else 0.0
+        return count / self.hosts / days if days else 0.0
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -50,7 +58,16 @@ class Result:
             "reserve_short_s": round(self.reserve_short_s, 1),
             "transitions": dict(sorted(self.transitions.items())),
             "transitions_per_host_day": round(self.transitions_per_host_day, 3),
+            "moves_per_host_day": round(self.moves_per_host_day, 3),
         }
+
+
+def moves_per_host_day(transitions: dict[str, int], hosts: int, duration_s: float) -> float:
+    """Sleeps and wakes per host per day, from transition counts keyed "src->dst": a
+    governor switch (active <-> freq_scaled) costs no energy, latency or wear."""
+    days = duration_s / 86400.0
+    heavy = sum(n for k, n in transitions.items() if not set(k.split("->")) <= {"active", "freq_scaled"})
+    return heavy / hosts / days if days and hosts else 0.0
 
 
 class TraceLoad:
