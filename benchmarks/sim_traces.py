@@ -71,8 +71,8 @@ def _frontier(report: Report, anchor: str, busier: dict[float, Result]) -> str |
             demand = [v / pool.capacity_per_host for v in trace.load]
             opt = layered_optimum(pool, trace.t, demand, trace.t[-1] + trace.step).energy_kwh
             return (
-                f"peak_hold 0s and target_utilisation {u:g} ({r.energy_kwh:.0f} kWh, its own "
-                f"optimum {opt:.0f}; unserved {r.unserved_fraction:.4%})"
+                f"--set forecast.peak_hold=0s --set target_utilisation={u:g} ({r.energy_kwh:.0f} kWh, "
+                f"its own optimum {opt:.0f}; unserved {r.unserved_fraction:.4%})"
             )
     return None
 

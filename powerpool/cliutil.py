@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +39,9 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def load(paths: tuple[Path, ...], hardware: Path | None) -> Loaded:
+def load(
+    paths: tuple[Path, ...], hardware: Path | None, overrides: Mapping[str, Any] | None = None
+) -> Loaded:
     given = list(paths) or [p for p in (Path("policies"), Path("hardware")) if p.exists()]
     if not given:
         raise ConfigError([_problem(".", "no policies/ or hardware/ here; pass files or folders")])
@@ -49,7 +51,7 @@ def load(paths: tuple[Path, ...], hardware: Path | None) -> Loaded:
         hw, _ = discover([folder])
         if not hw:
             raise ConfigError([_problem(str(folder), "no hardware profiles found (servers/*.toml)")])
-    return load_all(policies, hw, pdu_families(hw[0].parent.parent / "pdus"))
+    return load_all(policies, hw, pdu_families(hw[0].parent.parent / "pdus"), overrides)
 
 
 def pdu_families(folder: Path) -> frozenset[str] | None:

@@ -302,3 +302,30 @@ def test_views_kept_between_plans_never_change_a_plan() -> None:
     assert sum(result.transitions.values()) > 20  # the day moved hosts both ways
     assert reused > len(plans) / 2  # most ticks reused the pass
     assert plans == fresh
+
+
+def test_simulate_set_runs_a_changed_policy_and_refuses_a_bad_override(tmp_path: Path) -> None:
+    """--set changes a key as if it were in the file, checked by the same rules."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("t_s,load\n" + "".join(f"{i * 60},{100 + 80 * (i % 7)}\n" for i in range(120)))
+    base = ["simulate", "--policy", str(REPO / "policies/batch.toml"), "--trace", str(trace)]
+    base += ["--hosts", "8", "--peak-hosts", "6", "--no-anchors"]
+    runs = {}
+    for extra in ([], ["--set", "target_utilisation=0.95", "--set", "forecast.peak_hold=0s"]):
+        out = tmp_path / f"r{len(extra)}.json"
+        result = CliRunner().invoke(main, [*base, *extra, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        runs[len(extra)] = json.loads(out.read_text())
+    assert runs[0]["pool"]["target_utilisation"] == 0.87 and runs[4]["pool"]["target_utilisation"] == 0.95
+    assert runs[4]["results"]["powerpool"]["energy_kwh"] < runs[0]["results"]["powerpool"]["energy_kwh"]
+    for bad, says in (
+        ("target_utilisation=1.7", "batch.toml (with --set): target_utilisation = 1.7: expected less than"),
+        ("forecast.peak_hold=soon", "forecast.peak_hold = 'soon': expected a duration"),
+        ("forecast.nope=1", "forecast.nope = 1: unknown key"),
+        ("name.x=1", "name.x = 1: a key inside a table, but name is not a table"),
+        ("nokey", "'nokey' is not KEY=VALUE"),
+    ):
+        result = CliRunner().invoke(main, [*base, "--set", bad])
+        assert result.exit_code == 2, (bad, result.output)
+        assert says in " ".join(result.output.split()), (bad, result.output)
+        assert "Traceback" not in result.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +59,39 @@ def read_toml(path: Path, problems: list[Problem]) -> dict[str, Any] | None:
     except OSError as e:
         problems.append(Problem(show_path(path), "", NO_VALUE, f"cannot read: {e.strerror}"))
     return None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from the command line: the value is read as TOML (0.9, true,
+    ["active", "sleep"], "quoted"), and as a plain string when it is not TOML (2m)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ValueError(f"{text!r} is not KEY=VALUE (e.g. forecast.peak_hold=2m)")
+    try:
+        return key, tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, raw.strip()
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Mapping[str, Any], file: str, problems: list[Problem]
+) -> None:
+    """Set dotted keys in a file's parsed TOML before it is validated, so an override is
+    checked exactly as the same line in the file would be."""
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        table = data
+        for i, part in enumerate(path):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                where = ".".join(path[: i + 1])
+                problems.append(
+                    Problem(file, key, value, f"a key inside a table, but {where} is not a table")
+                )
+                break
+        else:
+            table[last] = value
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -231,11 +265,18 @@ def load_policy(
     problems: list[Problem],
     broken: frozenset[str] = frozenset(),
     pdu_families: frozenset[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> PolicyBundle | None:
     file = show_path(path)
     data = read_toml(path, problems)
     if data is None:
         return None
+    if overrides:  # what is wrong may be the override, not the file: say both
+        file = f"{file} (with --set)"
+        before = len(problems)
+        apply_overrides(data, overrides, file, problems)
+        if len(problems) > before:
+            return None
     spec = validate(PolicyFile, data, file, problems)
     if spec is None:
         return None
@@ -445,16 +486,20 @@ def discover(paths: list[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def load_all(
-    policy_paths: list[Path], hardware_paths: list[Path], pdu_families: frozenset[str] | None = None
+    policy_paths: list[Path],
+    hardware_paths: list[Path],
+    pdu_families: frozenset[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Loaded:
     """Load and cross-check; raise ConfigError with every problem found. `pdu_families`,
-    when given, are the PDU profile names a policy's `pdus.*.family` may use."""
+    when given, are the PDU profile names a policy's `pdus.*.family` may use; `overrides`
+    (dotted key -> value) are set in every policy before it is validated."""
     problems: list[Problem] = []
     broken: set[str] = set()
     profiles = load_profiles(hardware_paths, problems, broken)
     policies: dict[str, PolicyBundle] = {}
     for path in sorted(policy_paths):
-        bundle = load_policy(path, profiles, problems, frozenset(broken), pdu_families)
+        bundle = load_policy(path, profiles, problems, frozenset(broken), pdu_families, overrides)
         if bundle is None:
             continue
         if bundle.pool.name in policies:

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from powerpool.cliutil import HARDWARE, err, friendly, load, out
+from powerpool.config.load import parse_override
 from powerpool.config.types import parse_duration
 from powerpool.errors import NO_VALUE, ConfigError, Problem
 from powerpool.model import fmt_duration
@@ -49,6 +50,22 @@ class Durations(click.ParamType):  # type: ignore[type-arg]
         return sorted(set(out))
 
 
+class Override(click.ParamType):  # type: ignore[type-arg]
+    """KEY=VALUE: a policy key, dotted as in the file, and its value."""
+
+    name = "KEY=VALUE"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, Any]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_override(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
 @click.command()
 @click.option("--policy", "policy_path", required=True, type=FILE, help="The pool's policy file.")
 @click.option("--trace", "trace_path", required=True, type=FILE, help="Load trace: CSV or Prometheus JSON.")
@@ -72,6 +89,14 @@ class Durations(click.ParamType):  # type: ignore[type-arg]
     help="Also run powerpool at each of these peak_hold values (e.g. 0,2m,5m,10m,20m) and "
     "print the safety-vs-saving trade on this load.",
 )
+@click.option(
+    "--set",
+    "overrides",
+    type=Override(),
+    multiple=True,
+    help="Run with a policy key changed, checked as if it were in the file (repeatable): "
+    "--set target_utilisation=0.9 --set forecast.peak_hold=0s",
+)
 @HARDWARE
 @friendly
 def simulate(
@@ -85,6 +110,7 @@ def simulate(
     plot_out: Path | None,
     no_anchors: bool,
     sweep: list[float] | None,
+    overrides: tuple[tuple[str, Any], ...],
     hardware: Path | None,
 ) -> None:
     """Replay a load trace through the planner and compare it with the optimum and the
@@ -106,8 +132,10 @@ def simulate(
           --hosts 40 --peak-hosts 30 --json report.json --plot report.png
       powerpool simulate --policy policies/web.toml --trace my-load.csv \\
           --peak-hosts 10 --sweep-peak-hold 0,2m,5m,10m,20m
+      powerpool simulate --policy policies/batch.toml --trace my-load.csv \\
+          --peak-hosts 10 --set forecast.peak_hold=0s --set target_utilisation=0.9
     """
-    loaded = load((policy_path,), hardware)
+    loaded = load((policy_path,), hardware, dict(overrides))
     (bundle,) = loaded.policies.values()
     pool = with_hosts(bundle.pool, hosts) if hosts else bundle.pool
     trace = scale_trace(pool, read_trace(trace_path, column), peak_hosts)
