@@ -14,7 +14,7 @@ from powerpool.planner import plan
 from powerpool.sim.baselines import baselines
 from powerpool.sim.fleet import COLUMNS
 from powerpool.sim.oracle import Optimum, layered_optimum
-from powerpool.sim.runner import Result, moves_per_host_day, simulate, timeline_header
+from powerpool.sim.runner import Result, moves, per_host_day, simulate, timeline_header
 from powerpool.sim.trace import Trace
 
 ORDER = ["powerpool", "optimum", "always_on", "slurm", "dpm", "ovirt", "watcher"]
@@ -100,8 +100,8 @@ class Report:
                     "reserve_short_s": 0.0,
                     "transitions": dict(sorted(self.optimum.transitions.items())),
                     "moves_per_host_day": round(
-                        moves_per_host_day(
-                            self.optimum.transitions, len(self.pool.hosts), self.trace.duration
+                        per_host_day(
+                            moves(self.optimum.transitions), len(self.pool.hosts), self.trace.duration
                         ),
                         3,
                     ),

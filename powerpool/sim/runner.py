@@ -40,15 +40,11 @@ class Result:
     @property
     def transitions_per_host_day(self) -> float:
         """Every transition, governor switches (active <-> freq_scaled) included."""
-        return self._per_host_day(sum(self.transitions.values()))
+        return per_host_day(sum(self.transitions.values()), self.hosts, self.duration_s)
 
     @property
     def moves_per_host_day(self) -> float:
-        return moves_per_host_day(self.transitions, self.hosts, self.duration_s)
-
-    def _per_host_day(self, count: int) -> float:
-        days = self.duration_s / 86400.0
-        return count / self.hosts / days if days else 0.0
+        return per_host_day(moves(self.transitions), self.hosts, self.duration_s)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -62,12 +58,15 @@ class Result:
         }
 
 
-def moves_per_host_day(transitions: dict[str, int], hosts: int, duration_s: float) -> float:
-    """Sleeps and wakes per host per day, from transition counts keyed "src->dst": a
-    governor switch (active <-> freq_scaled) costs no energy, latency or wear."""
+def moves(transitions: dict[str, int]) -> int:
+    """Sleeps and wakes among transition counts keyed "src->dst": a governor switch
+    (active <-> freq_scaled) costs no energy, latency or wear."""
+    return sum(n for k, n in transitions.items() if not set(k.split("->")) <= {"active", "freq_scaled"})
+
+
+def per_host_day(count: int, hosts: int, duration_s: float) -> float:
     days = duration_s / 86400.0
-    heavy = sum(n for k, n in transitions.items() if not set(k.split("->")) <= {"active", "freq_scaled"})
-    return heavy / hosts / days if days and hosts else 0.0
+    return count / hosts / days if days and hosts else 0.0
 
 
 class TraceLoad:
