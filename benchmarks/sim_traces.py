@@ -19,9 +19,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from powerpool.config import discover, load_all
-from powerpool.sim.oracle import layered_optimum
 from powerpool.sim.report import (
     Report,
+    optimum_of,
     run_report,
     scale_trace,
     sweep_peak_hold,
@@ -68,8 +68,7 @@ def _frontier(report: Report, anchor: str, busier: dict[float, Result]) -> str |
         r = busier[u]
         if anchor in report.beaten(r):
             # A busier target is a smaller reserve, with an optimum of its own (lower).
-            demand = [v / pool.capacity_per_host for v in trace.load]
-            opt = layered_optimum(pool, trace.t, demand, trace.t[-1] + trace.step).energy_kwh
+            opt = optimum_of(pool, trace).energy_kwh
             return (
                 f"--set forecast.peak_hold=0s --set target_utilisation={u:g} ({r.energy_kwh:.0f} kWh, "
                 f"its own optimum {opt:.0f}; unserved {r.unserved_fraction:.4%})"

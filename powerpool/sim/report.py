@@ -143,6 +143,12 @@ def scale_trace(pool: Pool, trace: Trace, peak_hosts: float | None) -> Trace:
     return trace.scaled(peak_hosts * pool.capacity_per_host / top)
 
 
+def optimum_of(pool: Pool, trace: Trace) -> Optimum:
+    """The offline optimum of `pool` on `trace` (in the pool's load unit)."""
+    scale = 1.0 / pool.capacity_per_host
+    return layered_optimum(pool, trace.t, [v * scale for v in trace.load], trace.t[-1] + trace.step)
+
+
 def run_report(
     pool: Pool,
     trace: Trace,
@@ -154,9 +160,7 @@ def run_report(
 ) -> Report:
     """Simulate powerpool (and the anchors), compute the optimum; trace in load units."""
     wall = time.perf_counter()
-    scale = 1.0 / pool.capacity_per_host
-    end = trace.t[-1] + trace.step
-    optimum = layered_optimum(pool, trace.t, [v * scale for v in trace.load], end)
+    optimum = optimum_of(pool, trace)
     anchor_runs = baselines()
     runs: dict[str, object] = {"powerpool": plan}
     runs.update(anchor_runs if anchors else {"always_on": anchor_runs["always_on"]})

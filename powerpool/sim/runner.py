@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from powerpool.clock import FakeClock
 from powerpool.journal import MemoryJournal
-from powerpool.model import Pool
+from powerpool.model import Pool, PowerState
 from powerpool.planner import plan
 from powerpool.reconcile import Controller, Planner, Reading, run_now, tick
 from powerpool.sim.fleet import COLUMNS, Accountant, Faults, SimFleet
@@ -61,7 +61,7 @@ class Result:
 def moves(transitions: dict[str, int]) -> int:
     """Sleeps and wakes among transition counts keyed "src->dst": a governor switch
     (active <-> freq_scaled) costs no energy, latency or wear."""
-    return sum(n for k, n in transitions.items() if not set(k.split("->")) <= {"active", "freq_scaled"})
+    return sum(n for k, n in transitions.items() if not all(PowerState(s).warm for s in k.split("->")))
 
 
 def per_host_day(count: int, hosts: int, duration_s: float) -> float:
